@@ -1,0 +1,1 @@
+"""Small dependency-light renderers for previews and contact sheets (numpy + Pillow)."""
