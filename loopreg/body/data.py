@@ -88,8 +88,14 @@ class BodyModelData:
         if self.shapedirs.ndim != 3 or self.shapedirs.shape[:2] != (V, 3):
             raise ModelFormatError(f"shapedirs has shape {self.shapedirs.shape}, expected ({V}, 3, B)")
         if self.posedirs.shape != (V, 3, (J - 1) * 9):
-            raise ModelFormatError(f"posedirs has shape {self.posedirs.shape}, expected ({V}, 3, {(J - 1) * 9})")
-        if self.parents[0] != -1 or np.any(self.parents[1:] >= np.arange(1, J)) or np.any(self.parents[1:] < 0):
+            raise ModelFormatError(
+                f"posedirs has shape {self.posedirs.shape}, expected ({V}, 3, {(J - 1) * 9})"
+            )
+        if (
+            self.parents[0] != -1
+            or np.any(self.parents[1:] >= np.arange(1, J))
+            or np.any(self.parents[1:] < 0)
+        ):
             raise ModelFormatError("parents must start with -1 and list each joint after its parent")
         for key in ("v_template", "weights", "shapedirs", "posedirs", "J_regressor"):
             if not np.all(np.isfinite(getattr(self, key))):

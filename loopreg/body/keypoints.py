@@ -58,6 +58,12 @@ def guess_vertex_ids(data: BodyModelData) -> dict[str, int]:
                 tips.append(int(i))
                 if len(tips) == 4:
                     break
+        for i in order:  # tiny meshes: fill up without the spacing rule
+            if len(tips) == 4:
+                break
+            if int(i) not in tips:
+                tips.append(int(i))
+        tips += [tips[-1]] * (4 - len(tips)) if tips else [ids[f"{side}thumb"]] * 4
         tips.sort(key=lambda t: z[t])  # palms down: pinky at the back, index at the front
         for finger, tip in zip(("pinky", "ring", "middle", "index"), tips, strict=False):
             ids[f"{side}{finger}"] = tip

@@ -2,7 +2,7 @@
 
 The pickle is read by a restricted unpickler: chumpy and scipy.sparse classes become inert stand-ins
 that only record their pickled state, numpy arrays are rebuilt by numpy's own reconstructors, a few
-harmless builtins are allowed, and every other global is refused. Neither chumpy nor scipy is imported,
+harmless builtins are allowed, and every other global is refused. The loader imports neither chumpy nor scipy,
 and nothing in the file can run code. SMPL files are non-commercial and never shipped with LoopReg.
 """
 
@@ -85,7 +85,11 @@ class _SafeReconstructor:
     __slots__ = ()
 
     def __call__(self, cls: Any, base: Any, state: Any = None) -> Any:
-        if not (isinstance(cls, type) and issubclass(cls, _StandIn)) or base is not object or state is not None:
+        if (
+            not (isinstance(cls, type) and issubclass(cls, _StandIn))
+            or base is not object
+            or state is not None
+        ):
             raise UnsafePickleError(f"refused copy_reg._reconstructor({cls!r}, {base!r})")
         return cls.__new__(cls)
 
@@ -256,7 +260,8 @@ def detect_gender(path: str | Path) -> str:
         if gender in tokens or short in tokens:
             return gender
     raise SmplImportError(
-        f"cannot tell the gender from the file name {Path(path).name!r}; pass gender='female', 'male' or 'neutral'"
+        f"cannot tell the gender from the file name {Path(path).name!r}; "
+        "pass gender='female', 'male' or 'neutral'"
     )
 
 
@@ -278,7 +283,9 @@ def import_smpl(
         raise SmplImportError(f"gender must be one of {GENDERS}, got {gender!r}")
     num_joints = arrays["kintree_table"].shape[-1]
     if arrays["kintree_table"].shape != (2, 24):
-        raise SmplImportError(f"{pkl_path}: expected SMPL's 24 joints, got {num_joints} (SMPL-H/X, MANO unsupported)")
+        raise SmplImportError(
+            f"{pkl_path}: expected SMPL's 24 joints, got {num_joints} (SMPL-H/X, MANO unsupported)"
+        )
     try:
         data = BodyModelData.from_arrays({k: arrays[k] for k in REQUIRED_KEYS})
     except ModelFormatError as exc:

@@ -7,7 +7,9 @@ import numpy as np
 VIEWS = {"front": np.eye(3), "side": np.array([[0.0, 0, -1], [0, 1, 0], [1, 0, 0]])}  # side: look from +x
 
 
-def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_surface(
+    vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """n points on the mesh (area-weighted) and the face each lies on."""
     rng = np.random.default_rng(seed)
     tri = vertices[faces]

