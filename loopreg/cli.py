@@ -43,6 +43,32 @@ def _cmd_model_import_smpl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(stage: str, fraction: float) -> None:
+    width = 30
+    filled = int(round(width * min(max(fraction, 0.0), 1.0)))
+    sys.stderr.write(f"\r{stage:<12} [{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}")
+    if fraction >= 1.0:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from loopreg.data.scan_io import ScanError
+    from loopreg.fit.pipeline import RegisterOptions, register_scan
+
+    opts = RegisterOptions(
+        units=args.units, up=args.up, offsets=args.offsets, model=args.model, device=args.device
+    )
+    try:
+        report = register_scan(Path(args.scan), Path(args.out), opts, None if args.quiet else _progress_bar)
+    except (ScanError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    mm = report["scan_to_body_mm"]
+    print(f"registered {args.scan} -> {args.out}: scan-to-body mean {mm['mean']:.1f} mm, "
+          f"{report['timings_s']['total']:.1f} s on {report['device']}")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loopreg", description="Register a body model to 3D human scans.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", default=None, help="output .npz (default: next to the input)")
     imp.add_argument("--gender", default=None, choices=["male", "female", "neutral"])
     imp.set_defaults(func=_cmd_model_import_smpl)
+    reg = sub.add_parser("register", help="register one scan; writes params, meshes, report, preview")
+    reg.add_argument("scan", help="scan file: obj, ply, stl, off, glb/gltf, xyz, npy")
+    reg.add_argument("--out", required=True, help="output folder")
+    reg.add_argument("--units", default="auto", choices=["auto", "m", "cm", "mm"])
+    reg.add_argument("--up", default="auto", choices=["auto", "x", "y", "z", "-x", "-y", "-z"])
+    reg.add_argument("--offsets", action=argparse.BooleanOptionalAction, default=False)
+    reg.add_argument("--model", default=None, help="body model name or .npz path (default: free model)")
+    reg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    reg.add_argument("--quiet", action="store_true", help="no progress bar")
+    reg.set_defaults(func=_cmd_register)
     return parser
 
 

@@ -253,33 +253,59 @@ def fit_joint_regressor(
     return reg, float(err)
 
 
+def tposed_bodies(
+    src: AnnySource, phen: dict[str, torch.Tensor], extra: torch.Tensor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Anny bodies for the phenotypes, in SMPL's frame: T-posed (extra=None) or T-posed and then
+    posed by per-sample world rotations `extra` (B,24,3,3, SMPL frame). Returns vertices, joints."""
+    M = torch.as_tensor(ANNY_TO_SMPL)
+    n = next(iter(phen.values())).shape[0]
+    verts, joints = [], []
+    for start in range(0, n, 100):
+        v, h = src.rest(phen, start, start + 100)
+        G = src.tpose_rotations(h)
+        if extra is not None:
+            G = M.T @ extra[start : start + 100].to(G.dtype) @ M @ G
+        v, h = src.pose_groups(v, h, G)
+        verts.append(v @ M.T)
+        joints.append(src.joints(h) @ M.T)
+    return torch.cat(verts).numpy(), torch.cat(joints).numpy()
+
+
+@dataclass
+class Resampler:
+    """Maps anny's mesh onto the default model's vertices (body shell, then barycentric)."""
+
+    used: np.ndarray
+    tri: np.ndarray
+    bary: np.ndarray
+
+    def __call__(self, verts: np.ndarray) -> np.ndarray:
+        return np.einsum("svck,vc->svk", verts[:, self.used][:, self.tri], self.bary)
+
+
+def make_resampler(mean: np.ndarray, faces: np.ndarray, cfg: BuildConfig) -> tuple[Resampler, np.ndarray]:
+    used, body_faces = _largest_component(mean, faces)
+    low_v, low_f = _decimate(mean[used], body_faces, cfg.target_vertices)
+    tri, bary = _barycentric_map(mean[used], body_faces, low_v)
+    return Resampler(used, tri, bary), low_f
+
+
 def build_default_model(cfg: BuildConfig = BuildConfig(), log=print) -> tuple[BodyModelData, dict]:
     """Build the default body model; returns it and a report of the build's measured figures."""
     t0 = time.time()
     src = AnnySource()
     log(f"anny model ready in {time.time() - t0:.1f}s")
-    phen = src.sample_phenotypes(cfg.num_samples, cfg)
-    M = torch.as_tensor(ANNY_TO_SMPL)
-    verts, joints = [], []
-    for start in range(0, cfg.num_samples, 100):
-        v, h = src.rest(phen, start, start + 100)
-        G = src.tpose_rotations(h)
-        v, h = src.pose_groups(v, h, G)
-        verts.append(v @ M.T)
-        joints.append(src.joints(h) @ M.T)
-    V = torch.cat(verts).numpy()
-    J = torch.cat(joints).numpy()
+    V, J = tposed_bodies(src, src.sample_phenotypes(cfg.num_samples, cfg))
     heights = V[:, :, 1].max(1) - V[:, :, 1].min(1)
     span = f"{heights.min():.2f}-{heights.max():.2f} m"
     log(f"{cfg.num_samples} adults T-posed in {time.time() - t0:.1f}s; height {span}")
 
-    used, faces = _largest_component(V.mean(0), src.faces)
-    V, W = V[:, used], src.weights[used]
-    low_v, low_f = _decimate(V.mean(0), faces, cfg.target_vertices)
-    tri, bary = _barycentric_map(V.mean(0), faces, low_v)
-    V = np.einsum("svck,vc->svk", V[:, tri], bary)  # every sample resampled on the low-res mesh
-    W = np.einsum("vcj,vc->vj", W[tri], bary)
+    resample, low_f = make_resampler(V.mean(0), src.faces, cfg)
+    W = np.einsum("vcj,vc->vj", src.weights[resample.used][resample.tri], resample.bary)
     W = W / W.sum(1, keepdims=True)
+    V = resample(V)  # every sample on the low-res mesh
+    low_v = V.mean(0)
     log(f"decimated to {len(low_v)} vertices, {len(low_f)} faces")
 
     mean = V.mean(0)

@@ -1,0 +1,1 @@
+"""Fitting the body model to scans: initialisation, loop fit, surface fit, metrics."""
