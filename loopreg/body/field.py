@@ -4,20 +4,24 @@ A canonical point x takes the skinning weights, shape and pose blend shapes of i
 rest-pose mesh (barycentric interpolation in the closest triangle). Every lookup is a sparse linear map
 from the model's vertices to the query points: vertex ids (..., K) and coefficients (..., K).
 
-- exact mode: the closest triangle found with a KD-tree over triangle centroids (candidates verified by a
-  distance bound), K=3 barycentrics, differentiable in x.
+- exact mode: the closest triangle, found on the CPU with a KD-tree over points covering the triangles
+  (candidates verified by a distance bound); K=3 barycentrics, differentiable in x. For evaluation.
 - grid mode: a grid with cubic cells around the body stores each node's closest triangle (int32; the
   barycentrics are recomputed when loaded). A query blends its 8 corner nodes trilinearly, K=24,
-  differentiable in x through the trilinear weights; no KD-tree, runs on the module's device.
+  differentiable in x through the trilinear weights; runs on the module's device. For training.
 
 Weights, blend shapes and pose correctives are gathered on the fly from the per-vertex arrays, so the
-field costs 4 bytes a node on disk instead of a dense grid of pose blend shapes (LoopReg's 1.3 GB).
+field costs 4 bytes a node on disk instead of a dense grid of the whole function (LoopReg: 64^3, 1.3 GB).
+Points off the surface keep their offset from the closest point: posing applies that point's blended
+transform to x + S(x) beta + P(x) pose_feature, exactly smplx.lbs at the vertices. Float32, any device.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +84,7 @@ def _candidate_distances(p: torch.Tensor, tri: torch.Tensor, corners: torch.Tens
     step = max(1, _CHUNK // tri.shape[1])
     for s in range(0, p.shape[0], step):  # chunks of points bound the memory
         abc = corners[tri[s : s + step]]
-        q = p[s : s + step, None]
+        q = p[s : s + step, None].to(corners.dtype)
         w = triangle_barycentrics(q, abc[..., 0, :], abc[..., 1, :], abc[..., 2, :])
         out[s : s + step] = (q - (w[..., None] * abc).sum(-2)).square().sum(-1)
     return out
@@ -108,11 +112,15 @@ class ClosestTriangle:
         self.radius = float((reach / splits).max())
         self.tree = cKDTree(np.concatenate(samples))
         self.owner = np.concatenate(owner)
-        self.corners = torch.as_tensor(corners)
+        self.corners = torch.as_tensor(corners, dtype=torch.float32)  # float32 ranks candidates 3x faster
         self.k = k
 
-    def query(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Closest triangle (M,) int64 and distance (M,) for points (M,3)."""
+    def query(self, points: np.ndarray, rtol: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Closest triangle (M,) int64 and distance (M,) for points (M,3).
+
+        rtol > 0 accepts a triangle within (1 + rtol) of the closest distance, which spares far points
+        most of the work (near the surface the search stays exact to within rtol * distance).
+        """
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         tri = np.zeros(len(points), dtype=np.int64)
         dist = np.zeros(len(points))
@@ -121,11 +129,11 @@ class ClosestTriangle:
             k = min(k, ns)
             cd, si = self.tree.query(points[todo], k=k, workers=-1)
             cd, ci = cd.reshape(len(todo), k), self.owner[si.reshape(len(todo), k)]
-            d2 = _candidate_distances(torch.as_tensor(points[todo]), torch.as_tensor(ci), self.corners).numpy()
-            best = d2.argmin(1)
-            dbest = np.sqrt(d2[np.arange(len(todo)), best])
-            # a triangle closer than dbest has a sample within dbest + radius
-            done = (dbest + self.radius <= cd[:, -1]) | (k == ns)
+            d2 = _candidate_distances(torch.as_tensor(points[todo]), torch.as_tensor(ci), self.corners)
+            dbest, best = (t.numpy() for t in d2.min(1))
+            dbest = np.sqrt(dbest.astype(np.float64))
+            # a triangle closer than dbest / (1 + rtol) has a sample within that + radius
+            done = (dbest / (1 + rtol) + self.radius <= cd[:, -1]) | (k == ns)
             tri[todo[done]], dist[todo[done]] = ci[done, best[done]], dbest[done]
             todo, k = todo[~done], k * 4
         return tri, dist
@@ -141,12 +149,13 @@ def _subtriangle_centroids(n: int) -> np.ndarray:
 
 
 # --- the field -----------------------------------------------------------------------------------
-def field_key(data: BodyModelData, res: int, margin: float) -> str:
-    """Cache key: the rest mesh (the grid depends on nothing else) and the grid settings."""
+def field_key(data: BodyModelData, settings: dict[str, float]) -> str:
+    """Cache key: the rest mesh (the grid depends on nothing else), the grid settings and format version."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(data.v_template, dtype=np.float32).tobytes())
     h.update(np.ascontiguousarray(data.faces, dtype=np.int64).tobytes())
-    h.update(f"res={res};margin={margin:.6f};v={FIELD_VERSION}".encode())
+    h.update(";".join(f"{k}={float(settings[k]):.6g}" for k in sorted(settings)).encode())
+    h.update(f";v={FIELD_VERSION}".encode())
     return h.hexdigest()
 
 
@@ -159,14 +168,25 @@ def grid_layout(vertices: np.ndarray, res: int, margin: float) -> tuple[np.ndarr
     return origin, spacing, dims
 
 
-class BodyField(torch.nn.Module):
-    """The diffused body function of one body model; `pose` poses canonical points like smplx poses vertices."""
+def _node_positions(origin: np.ndarray, spacing: float, dims) -> np.ndarray:
+    axes = [origin[i] + spacing * np.arange(dims[i]) for i in range(3)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
 
-    def __init__(self, data: BodyModelData, node_tri: np.ndarray, origin, spacing: float, dims, res: int, margin: float):
+
+class BodyField(torch.nn.Module):
+    """The diffused body function of one body model; `pose` poses canonical points like smplx poses vertices.
+
+    node_tri (Nx, Ny, Nz): each grid node's closest triangle; node (i, j, k) is at origin + spacing*(i, j, k).
+    """
+
+    def __init__(
+        self, data: BodyModelData, node_tri: np.ndarray, origin: np.ndarray, spacing: float, settings: dict
+    ):
         super().__init__()
-        self.data, self.spacing, self.res, self.margin = data, float(spacing), int(res), float(margin)
-        self.key = field_key(data, self.res, self.margin)
-        self.dims = tuple(int(d) for d in dims)
+        self.data, self.spacing, self.settings = data, float(spacing), dict(settings)
+        self.key = field_key(data, self.settings)
+        self.dims = tuple(int(d) for d in node_tri.shape)
+        self.origin64 = np.asarray(origin, dtype=np.float64)
         V, P = data.num_vertices, data.posedirs.shape[2]
         f32 = dict(dtype=torch.float32)
         self.register_buffer("v_template", torch.as_tensor(data.v_template, **f32))
@@ -177,93 +197,101 @@ class BodyField(torch.nn.Module):
         self.register_buffer("J_regressor", torch.as_tensor(data.J_regressor, **f32))
         self.register_buffer("parents", torch.as_tensor(data.parents, dtype=torch.long))
         self.register_buffer("origin", torch.as_tensor(np.asarray(origin), **f32))
-        self.register_buffer("node_tri", torch.as_tensor(node_tri.astype(np.int32)))
-        nodes = self.node_positions().double()
-        abc = self.v_template.double()[self.faces[self.node_tri.long()]]
+        # per node: the triangle's vertex ids and the barycentrics of the node's closest point in it
+        vids = data.faces[node_tri.reshape(-1)]
+        abc = torch.as_tensor(data.v_template[vids], dtype=torch.float64)
+        nodes = torch.as_tensor(_node_positions(self.origin64, spacing, self.dims))
         bary = triangle_barycentrics(nodes, abc[:, 0], abc[:, 1], abc[:, 2])
-        self.register_buffer("node_vids", self.faces[self.node_tri.long()].int())
+        self.register_buffer("node_tri", torch.as_tensor(node_tri.reshape(-1).astype(np.int32)))
+        self.register_buffer("node_vids", torch.as_tensor(vids.astype(np.int32)))
         self.register_buffer("node_bary", bary.float())
+        corner = [[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)]
+        self.register_buffer("_corners", torch.tensor(corner), persistent=False)  # (8,3) cell corner offsets
+        self.register_buffer("_dims", torch.tensor(self.dims), persistent=False)
         self._search: ClosestTriangle | None = None
 
     # construction and cache ----------------------------------------------------------------------
     @classmethod
-    def build(cls, data: BodyModelData, res: int = 64, margin: float = 0.15) -> BodyField:
+    def build(cls, data: BodyModelData, res: int = 64, margin: float = 0.15, rtol: float = 0.05) -> BodyField:
+        """Grid of `res` nodes along the longest side of the rest body's box + margin (m), cubic cells.
+
+        Each node takes a triangle within (1 + rtol) of its closest distance (exact search: rtol=0).
+        """
         origin, spacing, dims = grid_layout(data.v_template.astype(np.float64), res, margin)
-        axes = [origin[i] + spacing * np.arange(dims[i]) for i in range(3)]
-        nodes = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
         search = ClosestTriangle(data.v_template, data.faces)
-        tri, _ = search.query(nodes)
-        field = cls(data, tri, origin, spacing, dims, res, margin)
+        tri, _ = search.query(_node_positions(origin, spacing, dims), rtol=rtol)
+        field = cls(data, tri.reshape(dims), origin, spacing, {"res": res, "margin": margin, "rtol": rtol})
         field._search = search
         return field
 
     @classmethod
-    def for_model(cls, data: BodyModelData, res: int = 64, margin: float = 0.15, cache: bool = True) -> BodyField:
-        """The field of a model, built once and cached in the project cache, keyed by the mesh and grid."""
-        if not cache:
-            return cls.build(data, res, margin)
-        key = field_key(data, res, margin)
-        path = cache_dir("field") / f"{key[:32]}.npz"
+    def for_model(
+        cls, data: BodyModelData, res: int = 64, margin: float = 0.15, rtol: float = 0.05
+    ) -> BodyField:
+        """The field of a model, built once and cached (project cache), keyed by the mesh and settings."""
+        path = (
+            cache_dir("field") / f"{field_key(data, {'res': res, 'margin': margin, 'rtol': rtol})[:32]}.npz"
+        )
         if path.exists():
             try:
                 return cls.load(path, data)
-            except (OSError, ValueError, KeyError):
-                path.unlink(missing_ok=True)  # a broken cache file is rebuilt
-        field = cls.build(data, res, margin)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # unreadable or stale: rebuilt and overwritten below
+        field = cls.build(data, res, margin, rtol)
         field.save(path)
         return field
 
     def save(self, path: str | Path) -> Path:
+        """Compressed .npz: node triangle ids (int32, 4 bytes a node) and the grid's placement."""
         arrays = {
             "node_tri": self.node_tri.cpu().numpy().reshape(self.dims),
-            "origin": self.origin.cpu().numpy().astype(np.float64),
+            "origin": self.origin64,
             "spacing": np.array(self.spacing),
+            "settings": np.array(json.dumps(self.settings, sort_keys=True)),
             "key": np.array(self.key),
-            "res": np.array(self.res),
-            "margin": np.array(self.margin),
             "version": np.array(FIELD_VERSION),
         }
         buf = io.BytesIO()
         _savez_deterministic(buf, arrays)
         path = Path(path)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(buf.getvalue())
-        tmp.replace(path)  # atomic, so a parallel reader never sees half a file
+        tmp.replace(path)  # atomic: a parallel reader never sees half a file
         return path
 
     @classmethod
     def load(cls, path: str | Path, data: BodyModelData) -> BodyField:
         with np.load(path, allow_pickle=False) as npz:
-            if int(npz["version"]) != FIELD_VERSION:
-                raise ValueError(f"{path}: field format {int(npz['version'])}, expected {FIELD_VERSION}")
-            tri, origin, spacing = npz["node_tri"], npz["origin"], float(npz["spacing"])
-            key, res, margin = str(npz["key"]), int(npz["res"]), float(npz["margin"])
-        if key != field_key(data, res, margin):
+            if _scalar(npz["version"]) != FIELD_VERSION:
+                raise ValueError(f"{path}: field format {_scalar(npz['version'])}, expected {FIELD_VERSION}")
+            tri, origin, spacing = npz["node_tri"], npz["origin"], float(_scalar(npz["spacing"]))
+            settings, key = json.loads(_scalar(npz["settings"])), str(_scalar(npz["key"]))
+        if key != field_key(data, settings):
             raise ValueError(f"{path} was built for another body model")
-        return cls(data, tri.reshape(-1), origin, spacing, tri.shape, res, margin)
+        return cls(data, tri, origin, spacing, settings)
 
     def nbytes(self) -> dict[str, int]:
         """RAM of the grid buffers and of the model arrays the field gathers from."""
-        grid = ("node_tri", "node_vids", "node_bary", "origin")
+        grid = ("node_tri", "node_vids", "node_bary", "origin", "_corners", "_dims")
         sizes = {n: b.numel() * b.element_size() for n, b in self.named_buffers()}
-        return {"grid": sum(sizes[n] for n in grid), "model": sum(v for n, v in sizes.items() if n not in grid)}
+        return {
+            "grid": sum(sizes[n] for n in grid),
+            "model": sum(v for n, v in sizes.items() if n not in grid),
+        }
 
     # lookup ------------------------------------------------------------------------------------------
-    def node_positions(self) -> torch.Tensor:
-        axes = [self.origin[i] + self.spacing * torch.arange(d, device=self.origin.device) for i, d in enumerate(self.dims)]
-        return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-
     def lookup(self, points: torch.Tensor, exact: bool = False) -> FieldSample:
         """The body function at canonical points (..., 3); differentiable w.r.t. the points."""
         vids, coef = self._exact(points) if exact else self._trilinear(points)
-        return FieldSample(vids, coef, self.interp(vids, coef, self.v_template), self.interp(vids, coef, self.lbs_weights))
+        return FieldSample(
+            vids, coef, self.interp(vids, coef, self.v_template), self.interp(vids, coef, self.lbs_weights)
+        )
 
     def _trilinear(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dims = torch.tensor(self.dims, device=points.device)
+        dims, offs = self._dims, self._corners
         g = ((points - self.origin) / self.spacing).clamp(min=torch.zeros_like(dims), max=dims - 1)
         i0 = g.detach().floor().clamp(max=dims - 2).long()
-        t = g - i0  # (..., 3), in [0, 1]
-        offs = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], device=points.device)
+        t = g - i0  # (..., 3), in [0, 1]; clamped outside the grid (zero gradient there)
         idx = i0[..., None, :] + offs  # (..., 8, 3)
         flat = (idx[..., 0] * self.dims[1] + idx[..., 1]) * self.dims[2] + idx[..., 2]
         tw = torch.where(offs.bool(), t[..., None, :], 1 - t[..., None, :]).prod(-1)  # (..., 8)
@@ -330,7 +358,9 @@ class BodyField(torch.nn.Module):
         posed = (T[..., :3, :3] @ x[..., None])[..., 0] + T[..., :3, 3]
         return posed if transl is None else posed + transl[:, None]
 
-    def _blend_and_transforms(self, B: int, betas, global_orient, body_pose) -> tuple[torch.Tensor, torch.Tensor]:
+    def _blend_and_transforms(
+        self, B: int, betas, global_orient, body_pose
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-vertex blend offsets (B,V,3) and joint transforms (B,J,4,4), as in smplx.lbs."""
         ref, J = self.v_template, self.parents.shape[0]
         zeros = ref.new_zeros
@@ -347,6 +377,10 @@ class BodyField(torch.nn.Module):
         return shape_off + pose_off, A
 
 
+def _scalar(a: np.ndarray):
+    return a.reshape(-1)[0].item()
+
+
 def _batch_size(points: torch.Tensor, *params: torch.Tensor | None) -> int:
     sizes = {p.shape[0] for p in params if p is not None and p.dim() > 1}
     if points.dim() == 3:
@@ -355,4 +389,3 @@ def _batch_size(points: torch.Tensor, *params: torch.Tensor | None) -> int:
     if len(sizes) > 1:
         raise ValueError(f"inconsistent batch sizes {sorted(sizes)}")
     return sizes.pop() if sizes else 1
-
