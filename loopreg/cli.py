@@ -69,6 +69,46 @@ def _cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from loopreg.serve import serve
+
+    return serve(args.host, args.port, args.redis_url, args.workers)
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from worker.main import run_worker
+
+    run_worker(name=args.name, burst=args.burst)
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from loopreg.data.synth import generate_suite
+
+    try:
+        out = generate_suite(
+            args.suite, args.n, args.seed, Path(args.out), None if args.quiet else _progress_bar
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(f"wrote {args.n} {args.suite} scans to {out}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from loopreg.bench.run import markdown_table, run_bench
+    from loopreg.fit.pipeline import RegisterOptions
+
+    log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    data = Path(args.data) if args.data else None
+    report = run_bench(args.suite, args.n, args.seed, data, RegisterOptions(device=args.device), log=log)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    print(markdown_table(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loopreg", description="Register a body model to 3D human scans.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +138,37 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     reg.add_argument("--quiet", action="store_true", help="no progress bar")
     reg.set_defaults(func=_cmd_register)
+
+    syn = sub.add_parser("synth", help="synthetic scans with exact ground truth")
+    syn.add_argument("--suite", required=True, choices=["minimal", "clothed", "partial", "wild"])
+    syn.add_argument("--n", type=int, default=8)
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--out", required=True)
+    syn.add_argument("--quiet", action="store_true")
+    syn.set_defaults(func=_cmd_synth)
+
+    bench = sub.add_parser("bench", help="accuracy and speed on a synthetic suite, with the baseline")
+    bench.add_argument("--suite", required=True, choices=["minimal", "clothed", "partial", "wild"])
+    bench.add_argument("--n", type=int, default=16)
+    bench.add_argument("--seed", type=int, default=1000, help="suite seed (training uses other seeds)")
+    bench.add_argument("--json", default=None, help="write the JSON report here")
+    bench.add_argument("--data", default=None, help="suite folder (default: generated under .cache/bench)")
+    bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bench.add_argument("--quiet", action="store_true")
+    bench.set_defaults(func=_cmd_bench)
+
+    srv = sub.add_parser(
+        "serve", help="HTTP API + worker(s), with a local Redis if LOOPREG_REDIS_URL is unset"
+    )
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--redis-url", default=None, help="default: LOOPREG_REDIS_URL, else start a local Redis")
+    srv.add_argument("--workers", type=int, default=1, help="worker processes (one per GPU)")
+    srv.set_defaults(func=_cmd_serve)
+    wrk = sub.add_parser("worker", help="an RQ worker for the service (settings from LOOPREG_* env)")
+    wrk.add_argument("--name", default=None, help="worker name (default: random)")
+    wrk.add_argument("--burst", action="store_true", help="quit when the queue is empty")
+    wrk.set_defaults(func=_cmd_worker)
     return parser
 
 

@@ -1,0 +1,181 @@
+"""`loopreg bench`: run registration on a synthetic suite and compute the contract's figures.
+
+Every run also runs the baseline (surface fit from the rest pose, no learned correspondences) on
+the same scans, so each report shows what the learned part buys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from loopreg.body import BodyModel
+from loopreg.data.scan_io import load_scan
+from loopreg.fit.export import transform
+from loopreg.fit.metrics import distance_summary, mpjpe_cm, point_to_surface
+from loopreg.fit.pipeline import RegisterOptions, get_model, pick_device, register_loaded
+
+FAILURE_V2V_CM = 5.0
+
+
+@dataclass
+class ScanResult:
+    v2v_cm: float
+    mpjpe_cm: float
+    scan_to_body_mm: float
+    seconds: float
+    part_accuracy: float | None = None
+    corr_err_cm: tuple[float, float] | None = None
+
+
+Method = Callable[[Path, RegisterOptions], tuple[np.ndarray, np.ndarray, float]]
+
+
+def run_baseline(scan_path: Path, opts: RegisterOptions) -> tuple[np.ndarray, np.ndarray, float]:
+    """Surface fit from the rest pose; returns body vertices and joints in the scan frame, seconds."""
+    t = time.perf_counter()
+    scan = load_scan(scan_path, opts.max_vertices)
+    summary, _ = register_loaded(scan, opts)
+    fit, norm = summary["fit"], summary["normalisation"]
+    seconds = time.perf_counter() - t
+    verts = transform(fit.vertices.cpu().double().numpy(), norm.to_scan)
+    joints = transform(fit.joints.cpu().double().numpy(), norm.to_scan)
+    return verts, joints, seconds
+
+
+METHODS: dict[str, Method] = {"baseline": run_baseline}
+
+
+def gt_body(model: BodyModel, gt: dict) -> tuple[np.ndarray, np.ndarray]:
+    def t(key: str) -> torch.Tensor:
+        return torch.tensor([gt[key]], dtype=model.v_template.dtype, device=model.v_template.device)
+
+    out = model(
+        betas=t("betas"), global_orient=t("global_orient"), body_pose=t("body_pose"), transl=t("transl")
+    )
+    return out.vertices[0].detach().cpu().double().numpy(), out.joints[0].detach().cpu().double().numpy()
+
+
+def evaluate(
+    method: Method, suite_dir: Path, items: list[dict], opts: RegisterOptions, log=print
+) -> list[ScanResult]:
+    model = get_model(opts.model, pick_device(opts.device))
+    faces = model.faces.cpu().numpy()
+    results = []
+    for item in items:
+        gt = json.loads((suite_dir / item["gt"]).read_text())
+        gt_v, gt_j = gt_body(model, gt)
+        verts, joints, seconds = method(suite_dir / item["scan"], opts)
+        to_model = np.linalg.inv(np.asarray(gt["to_scan"]))
+        v, j = transform(verts, to_model), transform(joints, to_model)
+        scan_pts = transform(load_scan(suite_dir / item["scan"]).points, to_model)
+        s2b = point_to_surface(scan_pts, v, faces)
+        res = ScanResult(
+            v2v_cm=float(np.linalg.norm(v - gt_v, axis=1).mean() * 100),
+            mpjpe_cm=mpjpe_cm(j, gt_j),
+            scan_to_body_mm=float(s2b.mean() * 1000),
+            seconds=seconds,
+        )
+        log(f"  {item['id']}: v2v {res.v2v_cm:.2f} cm, mpjpe {res.mpjpe_cm:.2f} cm, {seconds:.1f} s")
+        results.append(res)
+    return results
+
+
+def summarise(results: list[ScanResult]) -> dict:
+    v2v = np.array([r.v2v_cm for r in results])
+    secs = np.array([r.seconds for r in results])
+    parts = [r.part_accuracy for r in results if r.part_accuracy is not None]
+    corr = [r.corr_err_cm for r in results if r.corr_err_cm is not None]
+    return {
+        "v2v_cm": distance_summary(v2v),
+        "mpjpe_cm": {"mean": float(np.mean([r.mpjpe_cm for r in results]))},
+        "scan_to_body_mm": {"mean": float(np.mean([r.scan_to_body_mm for r in results]))},
+        "failure_rate": float((v2v > FAILURE_V2V_CM).mean()),
+        "part_accuracy": float(np.mean(parts)) if parts else None,
+        "corr_err_cm": {
+            "mean": float(np.mean([c[0] for c in corr])),
+            "median": float(np.median([c[1] for c in corr])),
+        }
+        if corr
+        else None,
+        "seconds_per_scan": {"median": float(np.median(secs)), "p95": float(np.percentile(secs, 95))},
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": device.type,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def run_bench(
+    suite: str,
+    n: int,
+    seed: int,
+    data_dir: Path | None = None,
+    opts: RegisterOptions | None = None,
+    log=print,
+) -> dict:
+    """Generate (or reuse) the suite, run the pipeline and the baseline, return the contract JSON."""
+    from loopreg.data.synth import generate_suite
+
+    opts = opts or RegisterOptions()
+    suite_dir = data_dir or Path(".cache") / "bench" / f"{suite}_n{n}_s{seed}"
+    index_path = suite_dir / "index.json"
+    if not index_path.exists():
+        log(f"generating suite {suite} (n={n}, seed={seed}) in {suite_dir}")
+        generate_suite(suite, n, seed, suite_dir)
+    items = json.loads(index_path.read_text())["items"]
+    device = pick_device(opts.device)
+    log("baseline:")
+    baseline = summarise(evaluate(METHODS["baseline"], suite_dir, items, opts, log))
+    method = "pipeline" if "pipeline" in METHODS else "baseline"
+    if method == "baseline":
+        main = dict(baseline)  # no network yet: the pipeline is the baseline fit
+    else:
+        log("pipeline:")
+        main = summarise(evaluate(METHODS["pipeline"], suite_dir, items, opts, log))
+    return {"suite": suite, "n": n, "seed": seed, "method": method, **main,
+            "machine": machine_info(device), "baseline": baseline}  # fmt: skip
+
+
+def markdown_table(report: dict) -> str:
+    rows = [("method: " + report["method"], report), ("baseline", report["baseline"])]
+    out = [
+        "| run | V2V mean cm | V2V median cm | V2V p95 cm | MPJPE cm | scan-to-body mm | failures | "
+        "part acc | corr err cm (mean/median) | s/scan median | s/scan p95 | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows:
+        corr, acc = r["corr_err_cm"], r["part_accuracy"]
+        cells = [
+            name,
+            *(f"{r['v2v_cm'][k]:.2f}" for k in ("mean", "median", "p95")),
+            f"{r['mpjpe_cm']['mean']:.2f}",
+            f"{r['scan_to_body_mm']['mean']:.1f}",
+            f"{r['failure_rate']:.0%}",
+            "-" if acc is None else f"{acc:.1%}",
+            "-" if corr is None else f"{corr['mean']:.2f} / {corr['median']:.2f}",
+            *(f"{r['seconds_per_scan'][k]:.1f}" for k in ("median", "p95")),
+            f"{r['peak_rss_mb']:.0f}",
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
