@@ -1,0 +1,1 @@
+"""LoopReg HTTP service: FastAPI app, settings, storage, queue access."""

@@ -1,0 +1,1 @@
+"""RQ worker: runs registration jobs from the queue (pipeline loaded once per process)."""
