@@ -59,10 +59,14 @@ def main() -> None:
     e_rest = np.linalg.norm(ours_rest - rest, axis=-1) * 1000
     e_pose = np.linalg.norm(ours - posed, axis=-1) * 1000
     print("| figure | mean | p95 | max |\n|---|---|---|---|")
-    for name, e in (("shape only (rest T-pose), mm", e_rest), (f"posed (sigma {args.sigma} rad), mm", e_pose)):
+    for name, e in (
+        ("shape only (rest T-pose), mm", e_rest),
+        (f"posed (sigma {args.sigma} rad), mm", e_pose),
+    ):
         print(f"| {name} | {e.mean():.2f} | {np.percentile(e, 95):.2f} | {e.max():.2f} |")
     per_body = e_pose.mean(1)
-    print(f"\nper-body posed mean error: {per_body.min():.2f}-{per_body.max():.2f} mm over {args.bodies} unseen adults")
+    span = f"{per_body.min():.2f}-{per_body.max():.2f} mm"
+    print(f"\nper-body posed mean error: {span} over {args.bodies} unseen adults")
     print(f"machine: {platform.machine()} {torch.get_num_threads()} threads; {time.time() - t0:.0f} s")
 
 
