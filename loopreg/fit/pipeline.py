@@ -19,6 +19,7 @@ import torch
 from loopreg.body import BodyModel
 from loopreg.body.parts import PART_NAMES
 from loopreg.data.normalise import normalise
+from loopreg.data.poses import limit_violation
 from loopreg.data.scan_io import DEFAULT_MAX_VERTICES, Scan, load_scan
 from loopreg.fit import export
 from loopreg.fit.metrics import distance_summary
@@ -80,7 +81,8 @@ def register_loaded(
     report("normalise", 1.0)
 
     t = time.perf_counter()
-    fit = fit_surface(model, torch.as_tensor(sub, dtype=torch.float32), SurfaceFitConfig(), progress=report)
+    scan_t = torch.as_tensor(sub, dtype=torch.float32)
+    fit = fit_surface(model, scan_t, SurfaceFitConfig(), progress=report, pose_penalty=limit_violation)
     timings["fit"] = time.perf_counter() - t
 
     def write(out_dir: Path) -> dict:

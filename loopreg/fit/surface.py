@@ -37,6 +37,7 @@ class SurfaceFitConfig:
     yaws_deg: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
     global_iters: int = 60
     full_iters: int = 140
+    keep: int = 2  # hypotheses kept after the rigid stage
     lr: float = 0.03
     body_to_scan: float = 0.5  # weight of the body->scan term (lower it for partial scans)
     robust_m: float = 0.05  # Geman-McClure scale of the body->scan term
@@ -69,6 +70,12 @@ def chamfer_terms(
     return s2b.mean(1), b2s.mean(1) * robust_m**2
 
 
+def _rodrigues(aa: torch.Tensor) -> torch.Tensor:
+    from smplx.lbs import batch_rodrigues
+
+    return batch_rodrigues(aa)
+
+
 def fit_surface(
     model: BodyModel,
     scan: torch.Tensor,
@@ -76,19 +83,45 @@ def fit_surface(
     progress: Progress | None = None,
     pose_penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> FitResult:
-    """Fit the model to scan points (N,3) in the normalised frame (metres, y up, centred)."""
+    """Fit the model to scan points (N,3) in the normalised frame (metres, y up, centred).
+
+    Stage 1 moves the rest body rigidly under every yaw hypothesis (cheap: no skinning); the best
+    `keep` hypotheses then get the full pose/shape fit.
+    """
     cfg = cfg or SurfaceFitConfig()
     dev, dt = model.v_template.device, model.v_template.dtype
     scan = scan.to(dev, dt)
     tree = cKDTree(scan.cpu().numpy())
+    report = progress or (lambda stage, frac: None)
+    total = cfg.global_iters + cfg.full_iters
+
+    rest = model.rest()
+    v0, j0 = rest.vertices[0], rest.joints[0, 0]
+    centre = (v0.max(0).values + v0.min(0).values) / 2
     B = len(cfg.yaws_deg)
-    rest = model.rest().vertices[0]
-    centre = (rest.max(0).values + rest.min(0).values) / 2
+    orient = _yaw_axis_angle(cfg.yaws_deg).to(dev, dt).requires_grad_(True)
+    transl = (-centre).expand(B, 3).clone().requires_grad_(True)
+
+    def rigid_loss() -> torch.Tensor:
+        verts = (v0 - j0) @ _rodrigues(orient).transpose(1, 2) + j0 + transl[:, None]
+        s2b, b2s = chamfer_terms(verts, scan, tree, cfg.robust_m)
+        return s2b + cfg.body_to_scan * b2s
+
+    opt = torch.optim.Adam([orient, transl], lr=cfg.lr)
+    for it in range(cfg.global_iters):
+        opt.zero_grad()
+        rigid_loss().sum().backward()
+        opt.step()
+        if it % 10 == 9:
+            report("fit_global", (it + 1) / total)
+    with torch.no_grad():
+        keep = rigid_loss().argsort()[: cfg.keep]
+    K = len(keep)
     params = {
-        "global_orient": _yaw_axis_angle(cfg.yaws_deg).to(dev, dt),
-        "transl": (-centre).expand(B, 3).clone(),
-        "body_pose": torch.zeros(B, 69, device=dev, dtype=dt),
-        "betas": torch.zeros(B, model.num_betas, device=dev, dtype=dt),
+        "global_orient": orient.detach()[keep].clone(),
+        "transl": transl.detach()[keep].clone(),
+        "body_pose": torch.zeros(K, 69, device=dev, dtype=dt),
+        "betas": torch.zeros(K, model.num_betas, device=dev, dtype=dt),
     }
     for p in params.values():
         p.requires_grad_(True)
@@ -103,20 +136,14 @@ def fit_surface(
             per = per + 1e-3 * pose_penalty(params["body_pose"])
         return per, out
 
-    stages = (("fit_global", ("global_orient", "transl"), cfg.global_iters),
-              ("fit_surface", tuple(params), cfg.full_iters))  # fmt: skip
-    total = sum(s[2] for s in stages)
-    done = 0
-    for name, keys, iters in stages:
-        opt = torch.optim.Adam([params[k] for k in keys], lr=cfg.lr)
-        for _ in range(iters):
-            opt.zero_grad()
-            per, _ = loss_fn()
-            per.sum().backward()
-            opt.step()
-            done += 1
-            if progress is not None and done % 10 == 0:
-                progress(name, done / total)
+    opt = torch.optim.Adam(list(params.values()), lr=cfg.lr)
+    for it in range(cfg.full_iters):
+        opt.zero_grad()
+        per, _ = loss_fn()
+        per.sum().backward()
+        opt.step()
+        if it % 10 == 9:
+            report("fit_surface", (cfg.global_iters + it + 1) / total)
     with torch.no_grad():
         per, out = loss_fn()
     best = int(per.argmin())
@@ -128,5 +155,5 @@ def fit_surface(
         vertices=out.vertices[best].detach(),
         joints=out.joints[best].detach(),
         loss=float(per[best]),
-        hypothesis=best,
+        hypothesis=int(keep[best]),
     )
