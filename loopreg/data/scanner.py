@@ -963,7 +963,7 @@ class ScanConfig:
 
 SUITES: dict[str, ScanConfig] = {
     "minimal": ScanConfig(noise=(0.0, 0.001)),
-    "clothed": ScanConfig(p_clothed=1.0, noise=(0.0, 0.001)),
+    "clothed": ScanConfig(p_clothed=1.0, noise=(0.0, 0.002), hole_prob=0.3),
     "noisy": ScanConfig(
         p_clothed=0.7,
         output=("mesh", "points"),
