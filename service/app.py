@@ -10,7 +10,7 @@ from redis import Redis
 from service.errors import fix_openapi, install_handlers
 from service.jobs import get_queue
 from service.metrics import Metrics, MetricsMiddleware
-from service.routes import health, jobs
+from service.routes import health, jobs, ui
 from service.settings import Settings, get_settings
 from service.storage import make_storage
 
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     app.include_router(jobs.router)
     app.include_router(health.router)
+    app.include_router(ui.router)  # web viewer at / (service/static)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
     default_openapi = app.openapi
