@@ -9,6 +9,7 @@ from scipy.spatial import cKDTree
 
 from loopreg.body.parts import PART_NAMES
 from loopreg.data import scanner as S
+from loopreg.geometry import unit
 
 OUTFIT = S.Outfit(
     top="loose_shirt",
@@ -184,7 +185,7 @@ def test_holes_remove_the_intended_regions(body, bare_scan):
     L = body.landmarks
     soles = np.zeros(len(body.vertices), bool)
     for side in "lr":
-        down = S._unit(L[f"{side}_ankle"] - L[f"{side}_knee"])
+        down = unit(L[f"{side}_ankle"] - L[f"{side}_knee"])
         foot = S.P["left_foot"] if side == "l" else S.P["right_foot"]
         soles |= (body.parts == foot) & (body.normals @ down > 0.3)
     sole = cKDTree(body.vertices[soles]).query(gone)[0] < 0.025  # a face on the rim takes its vertices
@@ -208,7 +209,7 @@ def test_partial_scan_sees_one_side(body, bare_scan):
         p = S.depth_view(bare_scan, rng, body, distance=2.0, azimuth=az, elevation=0.0, depth_noise=0.0)
         C = np.array(p.meta["depth_view"]["camera_position"])
         pts = p.vertices.astype(np.float64)
-        to_cam = S._unit(C - pts)
+        to_cam = unit(C - pts)
         assert p.faces is None and 5_000 < len(pts) < 640 * 480
         assert np.mean(np.einsum("ij,ij->i", p.normals, to_cam) > 0) > 0.99
         # seen surface points belong to the camera side of the body

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from loopreg.body.parts import PART_NAMES
+from loopreg.geometry import face_normals, sample_surface, unit
 
 Range = float | tuple[float, float]
 P = {name: i for i, name in enumerate(PART_NAMES)}
@@ -61,10 +62,6 @@ def draw(rng: np.random.Generator, r: Range, log: bool = False) -> float:
     return float(r)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 # ------------------------------------------------------------------------------------------------
 # meshes
 
@@ -93,22 +90,16 @@ class Scan:
         return replace(self, meta={**self.meta, step: info}, **changes)
 
 
-def face_normals(v: np.ndarray, f: np.ndarray, unit: bool = True) -> np.ndarray:
-    tri = v[f]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    return _unit(n) if unit else n
-
-
 def vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
     """Area-weighted vertex normals."""
-    fn = face_normals(v, f, unit=False)
+    fn = face_normals(v, f, unit_length=False)
     idx = f.ravel()
     n = np.stack([np.bincount(idx, np.repeat(fn[:, k], 3), minlength=len(v)) for k in range(3)], 1)
-    return _unit(n)
+    return unit(n)
 
 
 def mesh_area(v: np.ndarray, f: np.ndarray) -> float:
-    return float(0.5 * np.linalg.norm(face_normals(v, f, unit=False), axis=1).sum())
+    return float(0.5 * np.linalg.norm(face_normals(v, f, unit_length=False), axis=1).sum())
 
 
 def signed_volume(v: np.ndarray, f: np.ndarray) -> float:
@@ -125,23 +116,10 @@ def smoothing_matrix(f: np.ndarray, n: int) -> sp.csr_matrix:
     return sp.diags(1.0 / np.maximum(deg, 1)) @ A
 
 
-def sample_surface(
-    v: np.ndarray, f: np.ndarray, n: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """n area-weighted random points on a mesh and the face of each."""
-    area = np.linalg.norm(face_normals(v, f, unit=False), axis=1)
-    cdf = np.cumsum(area)
-    face = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1]), len(f) - 1)
-    r1, r2 = rng.random(n), rng.random(n)
-    s = np.sqrt(r1)
-    bary = np.stack([1 - s, s * (1 - r2), s * r2], 1)
-    return np.einsum("nc,nck->nk", bary, v[f[face]]), face
-
-
 def _smooth_field(rng: np.random.Generator, n_waves: int, wavelength: Range) -> tuple[np.ndarray, np.ndarray]:
     """Random plane waves (frequencies (K,3), phases (K,)) of a smooth zero-mean, unit-variance field."""
     lam = np.array([draw(rng, wavelength) for _ in range(n_waves)])
-    freq = _unit(rng.normal(size=(n_waves, 3))) * (2 * np.pi / lam)[:, None]
+    freq = unit(rng.normal(size=(n_waves, 3))) * (2 * np.pi / lam)[:, None]
     return freq, rng.uniform(0, 2 * np.pi, n_waves)
 
 
@@ -216,9 +194,9 @@ class Body:
     def frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Torso (up, forward, left) unit vectors."""
         L = self.landmarks
-        up = _unit(L["neck"] - L["pelvis"])
+        up = unit(L["neck"] - L["pelvis"])
         left = L["l_shoulder"] - L["r_shoulder"] + L["l_hip"] - L["r_hip"]
-        left = _unit(left - (left @ up) * up)
+        left = unit(left - (left @ up) * up)
         return up, np.cross(left, up), left
 
     @cached_property
@@ -258,7 +236,7 @@ class Body:
             elif name == "soles":
                 c = []
                 for side in ("left", "right"):
-                    down = _unit(L[f"{side[0]}_ankle"] - L[f"{side[0]}_knee"])
+                    down = unit(L[f"{side[0]}_ankle"] - L[f"{side[0]}_knee"])
                     foot = self.parts == LEG[side][2]
                     low = (v - L[f"{side[0]}_ankle"]) @ down
                     ms = foot & (self.normals @ down > 0.3) & (low > low[foot].max() - size * jag)
@@ -395,8 +373,8 @@ def _garment_displacement(
     if o.hair is not None:
         head = label == P["head"]
         top = L["head_top"]
-        hup = _unit(top - L["neck"])
-        hf = _unit(fwd - (fwd @ hup) * hup)
+        hup = unit(top - L["neck"])
+        hf = unit(fwd - (fwd @ hup) * hup)
         centre = L["neck"] + 0.6 * (top - L["neck"])
         q = x - centre
         r = np.linalg.norm(top - centre)
@@ -416,7 +394,7 @@ def _garment_displacement(
         for side in ("left", "right"):
             s = side[0]
             foot = label == LEG[side][2]
-            down = _unit(L[f"{s}_ankle"] - L[f"{s}_knee"])
+            down = unit(L[f"{s}_ankle"] - L[f"{s}_knee"])
             sole = np.clip((n @ down - 0.3) / 0.4, 0, 1)
             shoe = foot | ((label == LEG[side][1]) & ((x - L[f"{s}_ankle"]) @ -down < 0.04))
             d = np.maximum(d, shoe * (o.shoe_amp + o.sole * sole))
@@ -429,9 +407,9 @@ def _skirt_tube(
     """A closed tube from the waist to the hem that contains the (clothed) hips and legs v with labels p in
     that range. It starts inside the waist and leaves it at an angle (the waistband)."""
     L = body.landmarks
-    axis = _unit((L["l_knee"] + L["r_knee"]) / 2 - L["pelvis"])  # down the legs
+    axis = unit((L["l_knee"] + L["r_knee"]) / 2 - L["pelvis"])  # down the legs
     e1 = L["l_hip"] - L["r_hip"]
-    e1 = _unit(e1 - (e1 @ axis) * axis)
+    e1 = unit(e1 - (e1 @ axis) * axis)
     e2 = np.cross(axis, e1)
     t_top = -o.waist * body.torso_length
     t_hem = o.skirt_length * float(((L["l_ankle"] + L["r_ankle"]) / 2 - L["pelvis"]) @ axis)
@@ -519,7 +497,7 @@ def clothe(
     iters = int(round(draw(rng, smooth_iters)))
     ns = n
     for _ in range(3):  # smoother normals fold less in concave regions
-        ns = _unit(S @ ns)
+        ns = unit(S @ ns)
     d = _garment_displacement(body, v, n, label, o, rng)
     for _ in range(iters):
         d = 0.5 * d + 0.5 * (S @ d)
@@ -728,12 +706,12 @@ def add_outliers(scan: Scan, rng: np.random.Generator, fraction: Range = (0.0, 0
     k1 = k // 2
     box = rng.uniform(lo - pad, hi + pad, (k1, 3))
     src = rng.integers(0, len(v), k - k1)
-    off = scan.normals[src] if scan.normals is not None else _unit(rng.normal(size=(k - k1, 3)))
+    off = scan.normals[src] if scan.normals is not None else unit(rng.normal(size=(k - k1, 3)))
     near = v[src] + off * rng.uniform(0.02, 0.15, (k - k1, 1))
     out = np.concatenate([box, near])
     normals = None
     if scan.normals is not None:
-        normals = np.concatenate([scan.normals, _unit(rng.normal(size=(k, 3)))])
+        normals = np.concatenate([scan.normals, unit(rng.normal(size=(k, 3)))])
     info = {"fraction": fr, "count": k}
     if scan.is_mesh:  # a mesh keeps its faces; outliers are unreferenced vertices
         info["unreferenced"] = True
@@ -824,14 +802,14 @@ def depth_view(
     f = scan.faces
     world_up = np.array([0.0, 1.0, 0.0])
     fwd = body.frame[1] - (body.frame[1] @ world_up) * world_up
-    fwd = _unit(fwd) if np.linalg.norm(fwd) > 1e-6 else np.array([0.0, 0.0, 1.0])
+    fwd = unit(fwd) if np.linalg.norm(fwd) > 1e-6 else np.array([0.0, 0.0, 1.0])
     side = np.cross(world_up, fwd)
     dist, az, el = draw(rng, distance), np.radians(draw(rng, azimuth)), np.radians(draw(rng, elevation))
     target = (body.vertices.min(0) + body.vertices.max(0)) / 2 + rng.normal(0, 0.05, 3)
     direction = np.cos(el) * (np.cos(az) * fwd + np.sin(az) * side) + np.sin(el) * world_up
     C = target + dist * direction
-    z_ax = _unit(target - C)
-    x_ax = _unit(np.cross(z_ax, world_up))
+    z_ax = unit(target - C)
+    x_ax = unit(np.cross(z_ax, world_up))
     y_ax = np.cross(z_ax, x_ax)  # image y points down
     Rc = np.stack([x_ax, y_ax, z_ax])
     pc = (v - C) @ Rc.T
@@ -881,7 +859,7 @@ def random_similarity(
     """4x4 `to_scan` = scale * up-axis change * (rotation, translation): model metres -> scan frame.
     rotation: none | yaw (about the model's y) | any (uniform on SO(3)); translation: max offset (m)."""
     if rotation == "any":
-        q = _unit(rng.normal(size=4))
+        q = unit(rng.normal(size=4))
         w, x, y, z = q
         R = np.array(
             [
@@ -899,21 +877,27 @@ def random_similarity(
         raise ValueError(f"rotation must be none, yaw or any, got {rotation!r}")
     tmax = draw(rng, translation)
     t = rng.uniform(-tmax, tmax, 3)
-    unit = units[int(rng.integers(len(units)))]
+    unit_name = units[int(rng.integers(len(units)))]
     up = up_axes[int(rng.integers(len(up_axes)))]
     U = np.eye(3) if up == "y" else np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # model y -> scan z
-    s = UNITS[unit]
+    s = UNITS[unit_name]
     T = np.eye(4)
     T[:3, :3] = s * U @ R
     T[:3, 3] = s * U @ t
-    return T, {"rotation": rotation, "units": unit, "up_axis": up, "scale": s, "translation_m": t.tolist()}
+    return T, {
+        "rotation": rotation,
+        "units": unit_name,
+        "up_axis": up,
+        "scale": s,
+        "translation_m": t.tolist(),
+    }
 
 
 def apply_similarity(scan: Scan, T: np.ndarray) -> Scan:
     """Map vertices by a 4x4 similarity; normals are rotated (and kept unit)."""
     A = T[:3, :3]
     v = scan.vertices.astype(np.float64) @ A.T + T[:3, 3]
-    n = None if scan.normals is None else _unit(scan.normals.astype(np.float64) @ A.T)
+    n = None if scan.normals is None else unit(scan.normals.astype(np.float64) @ A.T)
     return replace(scan, vertices=v.astype(np.float32), normals=n)
 
 

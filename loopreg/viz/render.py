@@ -4,27 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from loopreg.geometry import face_normals, sample_surface
+
 VIEWS = {"front": np.eye(3), "side": np.array([[0.0, 0, -1], [0, 1, 0], [1, 0, 0]])}  # side: look from +x
-
-
-def sample_surface(
-    vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """n points on the mesh (area-weighted) and the face each lies on."""
-    rng = np.random.default_rng(seed)
-    tri = vertices[faces]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    face = rng.choice(len(faces), size=n, p=area / area.sum())
-    r1, r2 = rng.random(n), rng.random(n)
-    s = np.sqrt(r1)
-    bary = np.stack([1 - s, s * (1 - r2), s * r2], 1)
-    return np.einsum("nc,nck->nk", bary, tri[face]), face
-
-
-def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    tri = vertices[faces]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
 def splat(
