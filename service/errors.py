@@ -95,6 +95,11 @@ def fix_openapi(schema: dict) -> dict:
         for op in path.values():
             for code, resp in op.get("responses", {}).items():
                 content = resp.get("content", {})
-                if code.isdigit() and int(code) >= 400 and "application/json" in content:
+                ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+                if code.isdigit() and int(code) >= 400 and ref.endswith("/HTTPValidationError"):
+                    # FastAPI's default 422 body; our handler answers every validation error as a problem
+                    content.pop("application/json")
+                    content[PROBLEM_JSON] = {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
+                elif code.isdigit() and int(code) >= 400 and ref.endswith("/ProblemDetails"):
                     content[PROBLEM_JSON] = content.pop("application/json")
     return schema

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from service.settings import Settings
 
 JOB_FUNC = "worker.jobs.register_job"
 CANCEL_KEY = "loopreg:cancel:{}"
+_JOB_ID = re.compile(r"[0-9A-Za-z]{1,64}")
 OUTPUTS = {
     "params": "params.json",
     "report": "report.json",
@@ -57,11 +59,11 @@ def enqueue(queue: Queue, settings: Settings, job_id: str, scan_key: str, option
 
 
 def fetch(connection: Redis, job_id: str) -> Job | None:
-    if not job_id.isalnum() or len(job_id) > 64:
+    if not _JOB_ID.fullmatch(job_id):  # ASCII only: str.isalnum() accepts letters rq refuses
         return None
     try:
         return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
-    except NoSuchJobError:
+    except (NoSuchJobError, ValueError):
         return None
 
 

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     storage: str = "./data"
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    # Uploads stream straight to S3 in parts of this size (>= 5); memory is about one part per upload.
+    s3_part_mb: float = Field(default=8.0, ge=5)
     spool_dir: str | None = None  # where uploads are staged before storage (default: system temp dir)
 
     max_upload_mb: float = Field(default=512.0, gt=0)

@@ -37,19 +37,31 @@ def extension(filename: str | None) -> str:
 
 def sniff(path: Path, ext: str, max_points: int) -> None:
     """Raise SniffError unless the file's start and size look like a scan of type `ext`."""
-    size = path.stat().st_size
-    if size == 0:
-        raise SniffError(422, "the uploaded file is empty; send the scan file's content")
     with path.open("rb") as fh:
         head = fh.read(HEAD_BYTES)
-    _CHECKS[ext](head, size, max_points)
+    sniff_head(head, path.stat().st_size, ext, max_points)
+
+
+def sniff_head(head: bytes, size: int, ext: str, max_points: int) -> None:
+    """The same checks from the file's first HEAD_BYTES bytes and its size (for streamed uploads)."""
+    head = head[:HEAD_BYTES]
+    if size == 0:
+        raise SniffError(422, "the uploaded file is empty; send the scan file's content")
+    try:
+        _CHECKS[ext](head, size, max_points)
+    except SniffError:
+        raise
+    except Exception as exc:  # any header the checks did not foresee is malformed, never a 500
+        raise _bad(ext, f"unreadable header ({type(exc).__name__})") from exc
 
 
 def _bad(fmt: str, why: str) -> SniffError:
     return SniffError(422, f"not a valid {fmt.upper()} file: {why}")
 
 
-def _check_count(fmt: str, what: str, n: int, max_points: int) -> None:
+def _check_count(fmt: str, what: str, n: object, max_points: int) -> None:
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise _bad(fmt, f"the header declares {n!r} {what}, not a whole number")
     if n <= 0:
         raise _bad(fmt, f"the header declares {n} {what}")
     if n > max_points:
@@ -78,6 +90,10 @@ def _ply(head: bytes, size: int, max_points: int) -> None:
             except ValueError:
                 raise _bad("ply", f"bad element line '{ln}'") from None
         elif parts[:1] == ["property"] and elements:
+            if len(parts) < 3:
+                raise _bad("ply", f"bad property line '{ln}'")
+            if parts[1] != "list" and parts[1] not in _PLY_TYPES:
+                raise _bad("ply", f"unknown property type '{parts[1]}'")
             name, count, stride = elements[-1]
             item = None if parts[1] == "list" or stride is None else _PLY_TYPES.get(parts[1])
             elements[-1] = (name, count, None if item is None else stride + item)

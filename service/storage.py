@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio.to_thread
+
 from service.settings import Settings
 
 CHUNK = 1024 * 1024
+MIN_PART = 5 * 1024 * 1024  # S3's smallest part (all but the last)
+log = logging.getLogger("loopreg.service")
 
 
 class NotStored(KeyError):
@@ -19,6 +24,8 @@ class NotStored(KeyError):
 
 class Storage(ABC):
     """Keys are '/'-separated relative paths such as 'jobs/<id>/out/body.obj'."""
+
+    streams_uploads = False  # True: the API streams uploads through open_upload() instead of staging them
 
     @abstractmethod
     def put_file(self, key: str, path: Path) -> None: ...
@@ -41,6 +48,101 @@ class Storage(ABC):
     def read_bytes(self, key: str) -> bytes:
         return b"".join(self.iter_bytes(key))
 
+    def adopt_file(self, key: str, path: Path) -> None:
+        """Store a staged file that the caller no longer needs (it may be moved instead of copied)."""
+        self.put_file(key, path)
+
+    def open_upload(self, key: str) -> UploadSink | None:
+        """A sink that streams an upload straight to `key`, or None: the API stages it in a file first."""
+        return None
+
+
+class UploadSink(ABC):
+    """Takes an upload's bytes in order while it arrives; nothing is visible under the key before commit().
+
+    write() only buffers (it is called from the multipart parser); drain() does the blocking I/O in a
+    thread so the event loop keeps serving other requests.
+    """
+
+    size: int = 0
+
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def drain(self) -> None: ...
+
+    @abstractmethod
+    async def commit(self) -> None: ...
+
+    @abstractmethod
+    async def abort(self) -> None: ...
+
+
+class S3UploadSink(UploadSink):
+    """S3 multipart upload, one part per `part_size` bytes (memory: about one part per upload in flight).
+
+    A scan smaller than one part becomes a single PUT at commit(); abort() removes the parts already sent.
+    """
+
+    def __init__(self, client, bucket: str, key: str, part_size: int):
+        self.client, self.bucket, self.key = client, bucket, key
+        self.part_size = max(int(part_size), MIN_PART)
+        self.buf = bytearray()
+        self.parts: list[dict] = []
+        self.upload_id: str | None = None
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.buf += data
+        self.size += len(data)
+
+    async def drain(self) -> None:
+        while len(self.buf) >= self.part_size:
+            part = bytes(self.buf[: self.part_size])
+            del self.buf[: self.part_size]
+            await anyio.to_thread.run_sync(self._put_part, part)
+
+    def _put_part(self, data: bytes) -> None:
+        if self.upload_id is None:
+            self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
+        number = len(self.parts) + 1
+        answer = self.client.upload_part(
+            Bucket=self.bucket, Key=self.key, PartNumber=number, UploadId=self.upload_id, Body=data
+        )
+        self.parts.append({"ETag": answer["ETag"], "PartNumber": number})
+
+    async def commit(self) -> None:
+        rest = bytes(self.buf)
+        self.buf = bytearray()
+
+        def finish() -> None:
+            if self.upload_id is None:
+                self.client.put_object(Bucket=self.bucket, Key=self.key, Body=rest)
+                return
+            if rest:
+                self._put_part(rest)
+            parts = {"Parts": self.parts}
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload=parts
+            )
+
+        await anyio.to_thread.run_sync(finish)
+
+    async def abort(self) -> None:
+        self.buf = bytearray()
+        if self.upload_id is None:
+            return
+        upload_id, self.upload_id = self.upload_id, None
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=upload_id
+                )
+            )
+        except Exception:  # a bucket lifecycle rule (AbortIncompleteMultipartUpload) cleans up the rest
+            log.warning("could not abort the multipart upload of %s", self.key, exc_info=True)
+
 
 class LocalStorage(Storage):
     def __init__(self, root: str | Path):
@@ -59,6 +161,15 @@ class LocalStorage(Storage):
         tmp = dest.with_name(dest.name + ".part")
         shutil.copyfile(path, tmp)
         os.replace(tmp, dest)
+
+    def adopt_file(self, key: str, path: Path) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.chmod(path, 0o644)  # staged files are private (mkstemp); stored ones are read by workers
+            os.replace(path, dest)  # same filesystem: no second write of the scan
+        except OSError:  # another filesystem (EXDEV) or no permission: copy
+            self.put_file(key, path)
 
     def get_file(self, key: str, path: Path) -> None:
         src = self._path(key)
@@ -100,13 +211,24 @@ class LocalStorage(Storage):
 
 class S3Storage(Storage):
     def __init__(
-        self, bucket: str, prefix: str = "", endpoint_url: str | None = None, region: str | None = None
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        part_size: int = 8 * 1024 * 1024,
     ):
         import boto3
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self.part_size = part_size
         self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+
+    streams_uploads = True
+
+    def open_upload(self, key: str) -> UploadSink:
+        return S3UploadSink(self.client, self.bucket, self._key(key), self.part_size)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -171,7 +293,8 @@ def make_storage(settings: Settings) -> Storage:
     """LOOPREG_STORAGE: a directory path, or s3://bucket[/prefix]."""
     if settings.storage.startswith("s3://"):
         bucket, _, prefix = settings.storage[len("s3://") :].partition("/")
-        return S3Storage(bucket, prefix, settings.s3_endpoint_url, settings.s3_region)
+        part = int(settings.s3_part_mb * 1024 * 1024)
+        return S3Storage(bucket, prefix, settings.s3_endpoint_url, settings.s3_region, part)
     return LocalStorage(settings.storage)
 
 

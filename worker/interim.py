@@ -61,6 +61,11 @@ def validate(points: np.ndarray) -> None:
     n = len(np.unique(points.round(9), axis=0)) if len(points) < 5 * MIN_POINTS else len(points)
     if n < MIN_POINTS:
         raise ScanError(f"the scan has {n} distinct points; at least {MIN_POINTS} are needed")
+    extent = np.sort(points.max(0) - points.min(0))
+    if not np.isfinite(extent).all():
+        raise ScanError("the scan's coordinates overflow (extent is infinite); check its units and values")
+    if extent[1] <= 1e-3 * extent[2]:
+        raise ScanError("the scan's points lie on a line or a single spot; a human scan has width and height")
 
 
 def scan_units(height: float, units: str) -> str:

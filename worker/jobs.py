@@ -13,6 +13,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from service.jobs import CANCEL_KEY
+from service.metrics import record_job_duration
 from service.settings import Settings, get_settings
 from service.storage import NotStored, Storage, job_prefix, make_storage, output_key
 from worker.formats import add_formats
@@ -96,6 +97,22 @@ def register_job(job_id: str, scan_key: str, options: dict) -> dict:
     job.meta["attempt"] = int(job.meta.get("attempt", 0)) + 1
     job.meta["error"] = None
     job.meta["pipeline"] = rt.pipeline_name
+    started, outcome = time.monotonic(), "failed"
+    try:
+        result = _run(job, rt, progress, job_id, scan_key, options)
+        outcome = "finished"
+        return result
+    except JobCanceled:
+        outcome = "canceled"
+        raise
+    finally:  # also on a timeout (rq's JobTimeoutException passes through here)
+        try:
+            record_job_duration(rt.redis, job.origin, outcome, time.monotonic() - started)
+        except Exception:
+            log.warning("could not record the duration of job %s", job_id, exc_info=True)
+
+
+def _run(job: Job, rt: Runtime, progress: Progress, job_id: str, scan_key: str, options: dict) -> dict:
     try:
         progress("download", 0.0)
         with tempfile.TemporaryDirectory(prefix=f"loopreg-{job_id}-") as tmp:

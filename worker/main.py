@@ -27,10 +27,15 @@ from service.settings import Settings, get_settings
 from worker.jobs import init_runtime
 
 log = logging.getLogger("loopreg.worker")
+TIMEOUT_MESSAGE = (
+    "the job ran longer than its time limit of {} s and was stopped; it is not retried (it would run out of "
+    "time again): send a smaller or decimated scan, or ask the operator for a GPU worker or a longer "
+    "LOOPREG_JOB_TIMEOUT_S"
+)
 
 
 class LoopRegWorker(SimpleWorker):
-    """SimpleWorker with a job heartbeat thread and a short, fixed lease."""
+    """SimpleWorker with a job heartbeat thread, a short fixed lease, and no retries after a timeout."""
 
     heartbeat_ttl_s: int = 60
 
@@ -48,6 +53,28 @@ class LoopRegWorker(SimpleWorker):
             stop.set()
             beat.join()
         self.set_state(WorkerStatus.IDLE)
+
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry=None, exc_string: str = "", execution=None
+    ) -> None:
+        """A job that hit its time limit (rq's SIGALRM death penalty) fails at once with a clear message.
+
+        Retrying it would only burn another job_timeout_s of worker time per retry: the same scan on the
+        same kind of worker takes as long again. Retries stay for transient failures (dead worker, S3 blip).
+        The check reads the whole traceback, so a timeout that pipeline code wrapped in another exception
+        (e.g. a loader's `except Exception`) is still recognised.
+        """
+        if "JobTimeoutException" in exc_string:
+            job.retries_left = 0
+            job.meta["error"] = TIMEOUT_MESSAGE.format(job.timeout)
+            try:
+                job.save_meta()
+            except Exception:
+                log.warning("could not save the timeout message of job %s", job.id, exc_info=True)
+            log.warning("job %s exceeded its time limit of %s s; not retried", job.id, job.timeout)
+        super().handle_job_failure(
+            job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
+        )
 
     def _beat(self, job: Job, execution, stop: threading.Event) -> None:
         while not stop.wait(max(self.heartbeat_ttl_s / 3, 0.5)):

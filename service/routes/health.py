@@ -8,7 +8,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rq import Worker
 
 from service.deps import QueueDep, RedisDep, StorageDep
-from service.errors import problems
 from service.schemas import Health, Ready
 
 router = APIRouter(tags=["health"])
@@ -20,7 +19,11 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Ready, responses={**problems(503), 503: {"model": Ready}})
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    responses={503: {"model": Ready, "description": "Not ready: Redis, storage or workers missing"}},
+)
 def readyz(redis: RedisDep, queue: QueueDep, storage: StorageDep) -> JSONResponse:
     """Ready when Redis answers, storage is reachable and at least one worker is alive."""
     ok_redis, workers, ok_storage = False, 0, False

@@ -6,6 +6,7 @@ import json
 import uuid
 from typing import Literal
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from rq.job import Job
@@ -15,9 +16,9 @@ from service.deps import ApiKey, QueueDep, RedisDep, SettingsDep, StorageDep
 from service.errors import Problem, problems
 from service.options import parse_options
 from service.schemas import JobCreated, JobView, Progress, links
-from service.sniff import SniffError, extension, sniff
+from service.sniff import SniffError, extension, sniff_head
 from service.storage import NotStored, job_prefix, output_key, scan_key
-from service.upload import receive_upload
+from service.upload import receive_upload, storage_call
 
 router = APIRouter(tags=["jobs"])
 MEDIA = {"json": "application/json", "obj": "model/obj", "ply": "application/octet-stream",
@@ -71,22 +72,60 @@ async def register(
     request: Request, settings: SettingsDep, storage: StorageDep, queue: QueueDep, _: ApiKey
 ) -> JSONResponse:
     metrics = request.app.state.metrics
-    upload = await receive_upload(request, "scan", settings.spool_dir, settings.max_upload_bytes)
-    try:
+    job_id = uuid.uuid4().hex
+
+    def check_extension(filename: str | None) -> str:
         try:
-            ext = extension(upload.filename)
-            sniff(upload.path, ext, settings.max_scan_points)
+            return extension(filename)
         except SniffError as exc:
             metrics.uploads.labels(f"rejected_{exc.status}").inc()
-            kind = "unsupported-format" if exc.status == 415 else "malformed-scan"
-            raise Problem(exc.status, exc.detail, kind) from None
-        options = parse_options(upload.fields, _known_models())
-        job_id = uuid.uuid4().hex
-        key = scan_key(job_id, ext)
-        storage.put_file(key, upload.path)
-        q.enqueue(queue, settings, job_id, key, options)
-    finally:
-        upload.discard()
+            raise Problem(exc.status, exc.detail, "unsupported-format") from None
+
+    def check_header(head: bytes, size: int, ext: str) -> None:
+        try:
+            sniff_head(bytes(head), size, ext, settings.max_scan_points)
+        except SniffError as exc:
+            metrics.uploads.labels(f"rejected_{exc.status}").inc()
+            raise Problem(exc.status, exc.detail, "malformed-scan") from None
+
+    if storage.streams_uploads:  # S3: stream the scan into the bucket as it arrives
+        ext_box: list[str] = []
+
+        def sink_for(filename: str):
+            ext_box.append(check_extension(filename))
+            return storage.open_upload(scan_key(job_id, ext_box[0]))
+
+        upload = await receive_upload(request, "scan", None, settings.max_upload_bytes, sink_for)
+        try:
+            check_header(upload.head, upload.size, ext_box[0])
+            options = parse_options(upload.fields, _known_models())
+            await storage_call(upload.sink.commit())
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await upload.sink.abort()
+            raise
+        try:
+            q.enqueue(queue, settings, job_id, scan_key(job_id, ext_box[0]), options)
+        except BaseException:
+            storage.delete_prefix(job_prefix(job_id))
+            raise
+    else:  # a directory: stage the file, check it, then move it into storage
+        upload = await receive_upload(
+            request, "scan", settings.spool_dir, settings.max_upload_bytes, on_filename=check_extension
+        )
+        try:
+            ext = extension(upload.filename)  # checked by on_filename already
+            check_header(upload.head, upload.size, ext)
+            options = parse_options(upload.fields, _known_models())
+            key = scan_key(job_id, ext)
+            storage.adopt_file(key, upload.path)
+            try:
+                q.enqueue(queue, settings, job_id, key, options)
+            except BaseException:  # e.g. Redis down (503): no orphaned scan in storage
+                storage.delete_prefix(job_prefix(job_id))
+                raise
+        finally:
+            upload.discard()
     metrics.uploads.labels("accepted").inc()
     metrics.upload_bytes.inc(upload.size)
     body = JobCreated(id=job_id, status="queued", links=links(job_id))

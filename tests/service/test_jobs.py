@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -100,6 +101,17 @@ def test_report_is_json(client, scan_cm):
     assert wait_job(client, job_id)["status"] == "finished"
     report = json.loads(client.get(f"/jobs/{job_id}/report").content)
     assert report["scan_to_body_mm"]["mean"] >= 0
+
+
+def test_job_duration_histogram(client, scan_cm):
+    job_id = post_scan(client, scan_cm).json()["id"]
+    assert wait_job(client, job_id)["status"] == "finished"
+    text = client.get("/metrics").text
+    count = re.search(r'^loopreg_job_duration_seconds_count\{outcome="finished"\} (\S+)$', text, re.M)
+    assert count and float(count.group(1)) >= 1, text
+    assert 'loopreg_job_duration_seconds_bucket{le="+Inf",outcome="finished"}' in text or (
+        'loopreg_job_duration_seconds_bucket{outcome="finished",le="+Inf"}' in text
+    )
 
 
 def test_full_pipeline_when_available(make_client, workers, scan_cm):

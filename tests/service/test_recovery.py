@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from svc_helpers import Workers, post_scan, service_env, wait_job
+from svc_helpers import Workers, assert_problem, post_scan, service_env, wait_job
 
 
 def _wait_stage(client, job_id: str, timeout: float = 30) -> dict:
@@ -66,3 +66,24 @@ def test_job_survives_redis_restart_with_aof(make_client, aof_redis, storage_dir
         assert wait_job(client, job_id, timeout=60)["status"] == "finished"
     finally:
         pool.stop_all()
+
+
+def test_job_timeout_fails_once_with_a_clear_message(make_client, workers, scan_cm):
+    """A job over LOOPREG_JOB_TIMEOUT_S fails at once (not retried: it would time out again)."""
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    client = make_client(queue_name="timeoutq", job_timeout_s=1)
+    workers.start(queue_name="timeoutq", stage_delay_s=0.6)  # ~7 progress reports: about 4 s a job
+    job_id = post_scan(client, scan_cm).json()["id"]
+    job = wait_job(client, job_id, timeout=30)
+    assert job["status"] == "failed", job
+    assert "time limit of 1 s" in job["error"] and "not retried" in job["error"], job["error"]
+    time.sleep(2.0)  # longer than the retry backoff (1 s): a retry would have re-queued it by now
+    assert client.get(f"/jobs/{job_id}").json()["status"] == "failed"
+    record = Job.fetch(job_id, connection=client.app.state.redis, serializer=JSONSerializer)
+    assert record.meta["attempt"] == 1 and record.retries_left == 0
+    assert_problem(client.get(f"/jobs/{job_id}/result"), 409, "time limit")
+    # the worker survived its SIGALRM and serves a job with a normal limit
+    ok = post_scan(make_client(queue_name="timeoutq", job_timeout_s=60), scan_cm).json()["id"]
+    assert wait_job(client, ok, timeout=60)["status"] == "finished"
