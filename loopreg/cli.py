@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     wrk.add_argument("--name", default=None, help="worker name (default: random)")
     wrk.add_argument("--burst", action="store_true", help="quit when the queue is empty")
     wrk.set_defaults(func=_cmd_worker)
+
+    from loopreg.net.cli import add_train_parser  # `loopreg train ...` (correspondence network)
+
+    add_train_parser(sub)
     return parser
 
 

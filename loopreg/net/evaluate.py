@@ -1,0 +1,81 @@
+"""Held-out evaluation of CorrNet on a synthetic suite (seed >= 1000, as the benchmark).
+
+Per scan: up to 10k scan points (scan frame, as written by `loopreg synth`), GT from gt.json the same way as
+the training labels (closest GT body surface point -> part, canonical point on the rest template), then
+part accuracy and canonical correspondence error (cm), and the inference time of `CorrNet.predict`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from loopreg.net.data import label_points
+from loopreg.net.model import CorrNet
+from loopreg.paths import cache_dir
+
+EVAL_POINTS = 10_000
+
+
+def gt_labels(model, gt: dict, points_scan: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GT part and canonical point of scan-frame points from a gt.json dict."""
+    from loopreg.data.scanner import similarity_inverse
+
+    inv = similarity_inverse(np.asarray(gt["to_scan"], dtype=np.float64))
+    pts = points_scan.astype(np.float64) @ inv[:3, :3].T + inv[:3, 3]
+    with torch.no_grad():
+        out = model(betas=torch.tensor([gt["betas"]]), global_orient=torch.tensor([gt["global_orient"]]),
+                    body_pose=torch.tensor([gt["body_pose"]]),
+                    transl=torch.tensor([gt["transl"]]))  # fmt: skip
+    v = out.vertices[0].numpy().astype(np.float64)
+    template = model.v_template.numpy().astype(np.float64)
+    part, canon, _ = label_points(pts, v, model.faces.numpy(), model.parts.numpy(), template)
+    return part, canon
+
+
+def evaluate_scans(net: CorrNet, suite_dir: Path, max_scans: int | None = None) -> dict:
+    from loopreg.body import BodyModel
+    from loopreg.data.scan_io import load_scan
+
+    model = BodyModel.load()
+    index = json.loads((suite_dir / "index.json").read_text())
+    acc, errs, times = [], [], []
+    for item in index["items"][:max_scans]:  # one scan per iteration; each step is vectorised
+        pts = load_scan(suite_dir / item["scan"]).points
+        rng = np.random.default_rng(0)
+        pts = pts[rng.choice(len(pts), size=min(EVAL_POINTS, len(pts)), replace=False)]
+        part, canon = gt_labels(model, json.loads((suite_dir / item["gt"]).read_text()), pts)
+        t = time.perf_counter()
+        pred_part, pred_canon, _ = net.predict(pts)
+        times.append(time.perf_counter() - t)
+        acc.append(float((pred_part == part).mean()))
+        errs.append(np.linalg.norm(pred_canon - canon, axis=1) * 100)
+    e = np.concatenate(errs)
+    return {
+        "n": len(acc),
+        "part_accuracy": round(float(np.mean(acc)), 4),
+        "corr_err_cm": {"median": round(float(np.median(e)), 2), "mean": round(float(e.mean()), 2)},
+        "seconds_per_scan": {
+            "median": round(float(np.median(times)), 3),
+            "p95": round(float(np.quantile(times, 0.95)), 3),
+        },
+        "points_per_scan": EVAL_POINTS,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def evaluate_suite(weights: Path, suite: str, n: int, seed: int, data: Path | None = None) -> dict:
+    from loopreg.data.synth import generate_suite
+    from loopreg.net.train import load_weights
+
+    if seed < 1000:
+        raise ValueError("held-out evaluation uses seeds >= 1000 (training uses seeds < 1000)")
+    suite_dir = data or cache_dir("net", "eval") / f"{suite}_n{n}_s{seed}"
+    if not (suite_dir / "index.json").exists():
+        generate_suite(suite, n, seed, suite_dir)
+    net = load_weights(weights)
+    return {"suite": suite, "seed": seed, "weights": str(weights), **evaluate_scans(net, suite_dir, n)}

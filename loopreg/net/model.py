@@ -1,0 +1,186 @@
+"""CorrNet: a compact point network for LoopReg's correspondences (part logits + canonical point per point).
+
+Encoder: DGCNN-lite on a subsample (default 5000 points). Points are normalised (centre at the bounding-box
+centre, scale by the robust radius), a static kNN graph (k=16) in xyz is built once, and three EdgeConv
+layers aggregate max_j relu(A f_i + B (f_j - f_i)); the edge linear map is split so it runs on points,
+not on edges (only a gather + max per edge). A global max-pooled feature gives each point body context.
+Head: per point, 14 part logits and 14 part-specific canonical regressions blended by the part
+probabilities (LoopReg). Canonical points are in the model's rest-template frame (metres).
+
+Dense prediction for a whole scan (`predict`): the encoder runs on the subsample and every scan point takes
+the output of its nearest subsampled point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from loopreg.body.parts import NUM_PARTS
+
+
+@dataclass
+class NetConfig:
+    k: int = 16
+    widths: tuple[int, ...] = (64, 128, 128)
+    global_dim: int = 256
+    head_dim: int = 256
+    n_points: int = 4096  # subsample for inference
+    coarse: tuple[int, ...] = (8, 64)  # coarse levels (every 8th, 64th point) with long-range EdgeConvs
+    coarse_dim: int = 128
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "widths": list(self.widths), "coarse": list(self.coarse)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetConfig:
+        return cls(**{**d, "widths": tuple(d["widths"]), "coarse": tuple(d.get("coarse", ()))})
+
+
+@dataclass
+class NetOutput:
+    logits: torch.Tensor  # (B, N, 14)
+    part_canon: torch.Tensor  # (B, N, 14, 3) per-part regressions
+    canon: torch.Tensor  # (B, N, 3) blended by the part probabilities
+
+    @property
+    def parts(self) -> torch.Tensor:
+        return self.logits.argmax(-1)
+
+
+def normalise_points(points: torch.Tensor) -> torch.Tensor:
+    """(B,N,3) -> centred at the bounding-box centre, divided by the 95th-percentile radius / 0.9."""
+    lo, hi = points.min(1, keepdim=True).values, points.max(1, keepdim=True).values
+    x = points - (lo + hi) / 2
+    r = torch.quantile(x.norm(dim=-1)[:, :: max(1, x.shape[1] // 2048)], 0.95, dim=1)
+    return x / (r[:, None, None] / 0.9).clamp_min(1e-8)
+
+
+def knn(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(B,N,k) indices of each point's k nearest neighbours (itself included); KD-tree on the CPU."""
+    if x.is_cuda:
+        return torch.cdist(x, x).topk(k, dim=-1, largest=False).indices
+    from scipy.spatial import cKDTree
+
+    xs = x.detach().numpy()
+    idx = [cKDTree(xb).query(xb, k=k, workers=-1)[1] for xb in xs]  # one tree per scan of the batch
+    return torch.as_tensor(np.stack(idx), dtype=torch.long)
+
+
+def nearest(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(B,N,1) index of each point of x (B,N,3) in y (B,M,3)."""
+    if x.is_cuda:
+        return torch.cdist(x, y).argmin(-1, keepdim=True)
+    from scipy.spatial import cKDTree
+
+    xs, ys = x.detach().numpy(), y.detach().numpy()
+    idx = [cKDTree(yb).query(xb, k=1, workers=-1)[1] for xb, yb in zip(xs, ys, strict=True)]
+    return torch.as_tensor(np.stack(idx), dtype=torch.long)[..., None]
+
+
+def gather(f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """f (B,N,C), idx (B,N,k) -> (B,N,k,C)."""
+    B, N, k = idx.shape
+    flat = idx.reshape(B, N * k, 1).expand(-1, -1, f.shape[-1])
+    return torch.gather(f, 1, flat).reshape(B, N, k, f.shape[-1])
+
+
+class EdgeConv(nn.Module):
+    """EdgeConv with one linear edge map, computed on points: max_j relu(W_s f_i + W_n (f_j - f_i) + b)
+    = relu((W_s - W_n) f_i + b + max_j W_n f_j) (the max is channel-wise), then a pointwise layer."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.self_ = nn.Linear(c_in, c_out)
+        self.nb = nn.Linear(c_in, c_out, bias=False)
+        self.norm = nn.LayerNorm(c_out)
+        self.point = nn.Linear(c_out, c_out)
+
+    def forward(self, f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        nb = self.nb(f)
+        h = F.relu(self.self_(f) - nb + gather(nb, idx).amax(2))
+        h = self.norm(h)
+        return h + F.relu(self.point(h))
+
+
+class CorrNet(nn.Module):
+    def __init__(self, cfg: NetConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or NetConfig()
+        layers, c = [], 3
+        for w in cfg.widths:
+            layers.append(EdgeConv(c, w))
+            c = w
+        self.convs = nn.ModuleList(layers)
+        local = sum(cfg.widths)
+        dims = ([local] + [cfg.coarse_dim] * len(cfg.coarse))[: len(cfg.coarse)]
+        self.coarse = nn.ModuleList(EdgeConv(d, cfg.coarse_dim) for d in dims)
+        ctx = local + cfg.coarse_dim * len(cfg.coarse)
+        self.glob = nn.Sequential(nn.Linear(ctx, cfg.global_dim), nn.ReLU())
+        self.head = nn.Sequential(
+            nn.Linear(ctx + cfg.global_dim + 3, cfg.head_dim), nn.ReLU(),
+            nn.Linear(cfg.head_dim, cfg.head_dim // 2), nn.ReLU(),
+        )  # fmt: skip
+        self.parts = nn.Linear(cfg.head_dim // 2, NUM_PARTS)
+        self.regress = nn.Linear(cfg.head_dim // 2, NUM_PARTS * 3)
+
+    def forward(self, points: torch.Tensor) -> NetOutput:
+        """points (B,N,3) in any frame/units (normalised here) -> per-point outputs."""
+        x = normalise_points(points)
+        idx = knn(x, self.cfg.k)
+        feats, f = [], x
+        for conv in self.convs:
+            f = conv(f, idx)
+            feats.append(f)
+        local = torch.cat(feats, -1)
+        local = torch.cat([local, *self._coarse_context(x, local)], -1)
+        g = self.glob(local).amax(1, keepdim=True).expand(-1, x.shape[1], -1)
+        h = self.head(torch.cat([local, g, x], -1))
+        logits = self.parts(h)
+        part_canon = self.regress(h).unflatten(-1, (NUM_PARTS, 3))
+        canon = (logits.softmax(-1)[..., None] * part_canon).sum(-2)
+        return NetOutput(logits, part_canon, canon)
+
+    def _coarse_context(self, x: torch.Tensor, f: torch.Tensor) -> list[torch.Tensor]:
+        """Long-range features: EdgeConvs on nested subsets (the first N/s points; the input order is random);
+        every point takes the features of its nearest subset point."""
+        out, N = [], x.shape[1]
+        xs, fs = x, f
+        for stride, conv in zip(self.cfg.coarse, self.coarse, strict=True):
+            m = max(N // stride, min(N, self.cfg.k))
+            xs = xs[:, :m]
+            fs = conv(fs[:, :m], knn(xs, min(self.cfg.k, m)))
+            out.append(gather(fs, nearest(x, xs))[:, :, 0])
+        return out
+
+    @torch.no_grad()
+    def predict(
+        self, points: np.ndarray | torch.Tensor, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Dense prediction for one scan (N,3): parts (N,), canonical points (N,3), part probabilities (N,14).
+
+        The encoder sees `cfg.n_points` random points; each point takes its nearest subsample point's output.
+        """
+        from scipy.spatial import cKDTree
+
+        p = torch.as_tensor(np.asarray(points), dtype=torch.float32).reshape(-1, 3)
+        n = min(self.cfg.n_points, len(p))
+        gen = torch.Generator().manual_seed(seed)
+        sub = torch.randperm(len(p), generator=gen)[:n]
+        dev = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        out = self(p[sub][None].to(dev))
+        self.train(was_training)
+        prob = out.logits[0].softmax(-1).cpu().numpy()
+        canon = out.canon[0].cpu().numpy()
+        if n < len(p):
+            _, back = cKDTree(p[sub].numpy()).query(p.numpy(), workers=-1)
+        else:
+            back = torch.argsort(sub).numpy()  # undo the permutation
+        prob, canon = prob[back], canon[back]
+        return prob.argmax(-1), canon, prob

@@ -1,0 +1,149 @@
+"""CorrNet: shapes, a tiny overfit, labels, Procrustes init, self-supervised loss, shipped weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from loopreg.body.parts import NUM_PARTS
+from loopreg.net.model import CorrNet, NetConfig, normalise_points
+from loopreg.net.train import load_weights, losses, save_weights
+
+SMALL = NetConfig(k=8, widths=(16, 32), global_dim=32, head_dim=32, n_points=256)
+
+
+def _toy_batch(B: int = 2, N: int = 256, seed: int = 0):
+    """Points on a unit-ish 'body' with parts by height band and canonical point = the point itself."""
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.rand(B, N, 3, generator=g) * torch.tensor([0.5, 1.7, 0.3]) - torch.tensor([0.25, 0.85, 0.15])
+    parts = ((pts[..., 1] + 0.85) / 1.7 * NUM_PARTS).long().clamp(0, NUM_PARTS - 1)
+    return pts, parts, pts.clone()
+
+
+def test_output_shapes_and_invariance():
+    net = CorrNet(SMALL)
+    pts = torch.randn(2, 300, 3)
+    out = net(pts)
+    assert out.logits.shape == (2, 300, NUM_PARTS)
+    assert out.part_canon.shape == (2, 300, NUM_PARTS, 3)
+    assert out.canon.shape == (2, 300, 3)
+    # the input normalisation removes translation and scale (units)
+    x = normalise_points(pts)
+    assert torch.allclose(normalise_points(pts * 100 + 5), x, atol=1e-4)
+
+
+def test_predict_dense_shapes():
+    net = CorrNet(SMALL)
+    parts, canon, prob = net.predict(np.random.default_rng(0).normal(size=(1000, 3)))
+    assert parts.shape == (1000,) and canon.shape == (1000, 3) and prob.shape == (1000, NUM_PARTS)
+    assert np.allclose(prob.sum(1), 1, atol=1e-4)
+    # a scan no larger than the subsample: outputs in the input order, as a direct forward pass
+    net = CorrNet(NetConfig(k=8, widths=(16,), global_dim=16, head_dim=16, n_points=256, coarse=()))
+    pts = torch.randn(200, 3)  # (coarse levels take the first points: equality needs a net without them)
+    _, canon, _ = net.predict(pts)
+    assert np.allclose(canon, net.eval()(pts[None]).canon[0].detach().numpy(), atol=1e-5)
+
+
+def test_overfit_tiny_loss_decreases():
+    torch.manual_seed(0)
+    net = CorrNet(SMALL)
+    pts, parts, canon = _toy_batch()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    first = None
+    for _ in range(50):
+        loss = losses(net(pts), parts, canon, 10.0)["total"]
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+
+
+def test_save_load_roundtrip(tmp_path):
+    net = CorrNet(SMALL)
+    path = save_weights(tmp_path / "w.pt", net, {"note": "test"})
+    net2 = load_weights(path)
+    pts = torch.randn(1, 100, 3)
+    assert torch.allclose(net.eval()(pts).canon, net2(pts).canon)
+
+
+def test_label_points_on_body_surface():
+    from loopreg.body import BodyModel
+    from loopreg.net.data import label_points
+
+    model = BodyModel.load()
+    v = model.v_template.numpy().astype(np.float64)
+    faces, parts = model.faces.numpy(), model.parts.numpy()
+    ids = np.arange(0, len(v), 97)
+    part, canon, dist = label_points(v[ids], v, faces, parts, v)  # rest pose: canonical = the point itself
+    assert np.allclose(canon, v[ids], atol=1e-5) and dist.max() < 1e-6
+    assert (part == parts[ids]).mean() > 0.95
+
+
+def test_procrustes_recovers_similarity():
+    from smplx.lbs import batch_rodrigues
+
+    from loopreg.net.selfsup import matrix_to_axis_angle, procrustes
+
+    g = torch.Generator().manual_seed(1)
+    src = torch.randn(2, 200, 3, generator=g)
+    aa = torch.tensor([[0.3, -1.0, 2.0], [0.0, 0.1, 0.0]])
+    R = batch_rodrigues(aa)
+    dst = 1.7 * src @ R.transpose(1, 2) + torch.tensor([1.0, 2.0, 3.0])
+    R2, t, s = procrustes(src, dst, torch.ones(2, 200))
+    assert torch.allclose(R2, R, atol=1e-4) and torch.allclose(s, torch.full((2,), 1.7), atol=1e-4)
+    assert torch.allclose(batch_rodrigues(matrix_to_axis_angle(R)), R, atol=1e-4)
+
+
+def test_selfsup_terms_finite():
+    from loopreg.body import BodyModel
+    from loopreg.body.field import BodyField
+    from loopreg.net.selfsup import SelfSupConfig, init_params, loop_losses
+
+    model = BodyModel.load()
+    field = BodyField.for_model(model.data)
+    net = CorrNet(SMALL)
+    pts = model.v_template[None, ::20] + torch.tensor([0.0, 0.0, 0.1])
+    p = {k: v.requires_grad_(True) for k, v in init_params(net, pts, model.num_betas).items()}
+    terms = loop_losses(net, field, model, pts, p, SelfSupConfig())
+    terms["total"].backward()
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert torch.isfinite(p["body_pose"].grad).all()
+
+
+def test_shipped_weights_run_on_a_scan():
+    from loopreg.body import BodyModel
+    from loopreg.body.data import file_sha256
+    from loopreg.body.registry import read_manifest
+    from loopreg.net import load_corrnet
+    from loopreg.net.ship import shipped_weights
+
+    net = load_corrnet()
+    if net is None:
+        pytest.skip("no shipped weights in model_store")
+    assert file_sha256(shipped_weights()) == read_manifest()["weights"]["corrnet"]["sha256"]
+    model = BodyModel.load()
+    with torch.no_grad():
+        v = model(betas=torch.zeros(1, model.num_betas)).vertices[0].numpy()
+    parts, canon, _ = net.predict(v * 100.0)  # a rest-pose body "scan" in cm
+    assert parts.shape == (len(v),) and np.isfinite(canon).all()
+    assert (parts == model.parts.numpy()).mean() > 0.5  # an upright body: most parts right
+
+
+def test_selfsup_runs_and_resumes(tmp_path):
+    from loopreg.body import BodyModel
+    from loopreg.net.selfsup import SelfSupConfig, selfsup
+
+    model = BodyModel.load()
+    v = model.v_template.numpy()
+    for i in range(2):  # two unlabelled "scans" as point-cloud files, in cm
+        np.save(tmp_path / f"scan{i}.npy", (v[i::3] + [0.0, 0.0, 0.05 * i]) * 100.0)
+    init = save_weights(tmp_path / "w.pt", CorrNet(SMALL), {})
+    cfg = SelfSupConfig(epochs=2, param_epochs=1, n_points=256, batch_size=2, inner_steps=2)
+    out, state = tmp_path / "ss.pt", tmp_path / "state.pt"
+    res = selfsup(tmp_path, init, out, state, cfg)
+    assert [h["joint"] for h in res["history"]] == [False, True] and out.exists()
+    cfg.epochs = 3
+    res = selfsup(tmp_path, init, out, state, cfg)  # resumes at epoch 2
+    assert [h["epoch"] for h in res["history"]] == [3]
