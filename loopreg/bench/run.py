@@ -12,7 +12,7 @@ import platform
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +40,8 @@ class ScanResult:
 Method = Callable[[Path, RegisterOptions], tuple[np.ndarray, np.ndarray, float]]
 
 
-def run_baseline(scan_path: Path, opts: RegisterOptions) -> tuple[np.ndarray, np.ndarray, float]:
-    """Surface fit from the rest pose; returns body vertices and joints in the scan frame, seconds."""
+def run_pipeline(scan_path: Path, opts: RegisterOptions) -> tuple[np.ndarray, np.ndarray, float]:
+    """The registration pipeline; returns body vertices and joints in the scan frame, seconds."""
     t = time.perf_counter()
     scan = load_scan(scan_path, opts.max_vertices)
     summary, _ = register_loaded(scan, opts)
@@ -52,7 +52,12 @@ def run_baseline(scan_path: Path, opts: RegisterOptions) -> tuple[np.ndarray, np
     return verts, joints, seconds
 
 
-METHODS: dict[str, Method] = {"baseline": run_baseline}
+def run_baseline(scan_path: Path, opts: RegisterOptions) -> tuple[np.ndarray, np.ndarray, float]:
+    """The same fit without learned correspondences (surface fit from the rest pose)."""
+    return run_pipeline(scan_path, replace(opts, network=False))
+
+
+METHODS: dict[str, Method] = {"pipeline": run_pipeline, "baseline": run_baseline}
 
 
 def gt_body(model: BodyModel, gt: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -147,9 +152,11 @@ def run_bench(
     device = pick_device(opts.device)
     log("baseline:")
     baseline = summarise(evaluate(METHODS["baseline"], suite_dir, items, opts, log))
-    method = "pipeline" if "pipeline" in METHODS else "baseline"
+    from loopreg.fit.pipeline import get_network
+
+    method = "pipeline" if opts.network and get_network(device) is not None else "baseline"
     if method == "baseline":
-        main = dict(baseline)  # no network yet: the pipeline is the baseline fit
+        main = dict(baseline)  # no network weights: the pipeline is the baseline fit
     else:
         log("pipeline:")
         main = summarise(evaluate(METHODS["pipeline"], suite_dir, items, opts, log))

@@ -38,6 +38,8 @@ class SurfaceFitConfig:
     global_iters: int = 60
     full_iters: int = 140
     keep: int = 2  # hypotheses kept after the rigid stage
+    corr_weight: float = 1.0  # rigid loop loss of predicted correspondences (stage 1)
+    corr_robust_m: float = 0.15
     lr: float = 0.03
     body_to_scan: float = 0.5  # weight of the body->scan term (lower it for partial scans)
     robust_m: float = 0.05  # Geman-McClure scale of the body->scan term
@@ -82,11 +84,17 @@ def fit_surface(
     cfg: SurfaceFitConfig | None = None,
     progress: Progress | None = None,
     pose_penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    corr: torch.Tensor | None = None,
+    corr_weights: torch.Tensor | None = None,
+    extra_init: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> FitResult:
     """Fit the model to scan points (N,3) in the normalised frame (metres, y up, centred).
 
-    Stage 1 moves the rest body rigidly under every yaw hypothesis (cheap: no skinning); the best
-    `keep` hypotheses then get the full pose/shape fit.
+    Stage 1 moves the rest body rigidly under every hypothesis (the yaws, plus `extra_init`
+    (global_orient (3,), transl (3,)) e.g. from correspondences) -- cheap: no skinning; the best
+    `keep` hypotheses then get the full pose/shape fit. With `corr` (a canonical point per scan point,
+    weights `corr_weights`), stage 1 also scores the rigidly posed correspondences against the scan
+    (a rigid loop loss), which tells front from back where a chamfer cannot.
     """
     cfg = cfg or SurfaceFitConfig()
     dev, dt = model.v_template.device, model.v_template.dtype
@@ -99,13 +107,29 @@ def fit_surface(
     v0, j0 = rest.vertices[0], rest.joints[0, 0]
     centre = (v0.max(0).values + v0.min(0).values) / 2
     B = len(cfg.yaws_deg)
-    orient = _yaw_axis_angle(cfg.yaws_deg).to(dev, dt).requires_grad_(True)
-    transl = (-centre).expand(B, 3).clone().requires_grad_(True)
+    orient = _yaw_axis_angle(cfg.yaws_deg).to(dev, dt)
+    transl = (-centre).expand(B, 3).clone()
+    if extra_init is not None:
+        orient = torch.cat([orient, extra_init[0].to(dev, dt)[None]])
+        transl = torch.cat([transl, extra_init[1].to(dev, dt)[None]])
+    orient.requires_grad_(True)
+    transl.requires_grad_(True)
+    if corr is not None:
+        corr = corr.to(dev, dt)
+        cw = torch.ones(len(corr), device=dev, dtype=dt) if corr_weights is None else corr_weights.to(dev, dt)
+        cw = cw / cw.sum()
 
     def rigid_loss() -> torch.Tensor:
-        verts = (v0 - j0) @ _rodrigues(orient).transpose(1, 2) + j0 + transl[:, None]
+        R = _rodrigues(orient).transpose(1, 2)
+        verts = (v0 - j0) @ R + j0 + transl[:, None]
         s2b, b2s = chamfer_terms(verts, scan, tree, cfg.robust_m)
-        return s2b + cfg.body_to_scan * b2s
+        loss = s2b + cfg.body_to_scan * b2s
+        if corr is not None:  # robust rigid loop loss of the predicted correspondences
+            d2 = ((corr - j0) @ R + j0 + transl[:, None] - scan[None]).pow(2).sum(-1)
+            loss = (
+                loss + cfg.corr_weight * (cw * d2 / (d2 + cfg.corr_robust_m**2)).sum(1) * cfg.corr_robust_m**2
+            )
+        return loss
 
     opt = torch.optim.Adam([orient, transl], lr=cfg.lr)
     for it in range(cfg.global_iters):
