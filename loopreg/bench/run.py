@@ -37,10 +37,12 @@ class ScanResult:
     corr_err_cm: tuple[float, float] | None = None
 
 
-Method = Callable[[Path, RegisterOptions], tuple[np.ndarray, np.ndarray, float]]
+# A method returns the fitted body's vertices and joints in the scan frame, the scan points, and seconds.
+MethodOutput = tuple[np.ndarray, np.ndarray, np.ndarray, float]
+Method = Callable[[Path, RegisterOptions], MethodOutput]
 
 
-def run_pipeline(scan_path: Path, opts: RegisterOptions) -> tuple[np.ndarray, np.ndarray, float]:
+def run_pipeline(scan_path: Path, opts: RegisterOptions) -> MethodOutput:
     """The registration pipeline; returns body vertices and joints in the scan frame, seconds."""
     t = time.perf_counter()
     scan = load_scan(scan_path, opts.max_vertices)
@@ -49,10 +51,10 @@ def run_pipeline(scan_path: Path, opts: RegisterOptions) -> tuple[np.ndarray, np
     seconds = time.perf_counter() - t
     verts = transform(fit.vertices.cpu().double().numpy(), norm.to_scan)
     joints = transform(fit.joints.cpu().double().numpy(), norm.to_scan)
-    return verts, joints, seconds
+    return verts, joints, scan.points, seconds
 
 
-def run_baseline(scan_path: Path, opts: RegisterOptions) -> tuple[np.ndarray, np.ndarray, float]:
+def run_baseline(scan_path: Path, opts: RegisterOptions) -> MethodOutput:
     """The same fit without learned correspondences (surface fit from the rest pose)."""
     return run_pipeline(scan_path, replace(opts, network=False))
 
@@ -79,10 +81,10 @@ def evaluate(
     for item in items:
         gt = json.loads((suite_dir / item["gt"]).read_text())
         gt_v, gt_j = gt_body(model, gt)
-        verts, joints, seconds = method(suite_dir / item["scan"], opts)
+        verts, joints, scan_points, seconds = method(suite_dir / item["scan"], opts)
         to_model = np.linalg.inv(np.asarray(gt["to_scan"]))
         v, j = transform(verts, to_model), transform(joints, to_model)
-        scan_pts = transform(load_scan(suite_dir / item["scan"]).points, to_model)
+        scan_pts = transform(scan_points, to_model)
         s2b = point_to_surface(scan_pts, v, faces)
         res = ScanResult(
             v2v_cm=float(np.linalg.norm(v - gt_v, axis=1).mean() * 100),
