@@ -9,8 +9,10 @@ non-commercial downloads). anny is an optional dependency: `pip install loopreg[
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -102,7 +104,8 @@ class AnnySource:
                 "rebuilding the default model needs anny: pip install 'loopreg[anny]'"
             ) from exc
         self.anny = anny
-        self.model = anny.Anny()  # rig='anny', topology='anny': both free; never 'smpl'/'smplx'
+        with contextlib.redirect_stdout(sys.stderr):  # warp and anny print; keep stdout for results
+            self.model = anny.Anny()  # rig='anny', topology='anny': both free; never 'smpl'/'smplx'
         self.labels: list[str] = list(self.model.bone_labels)
         self.parents: list[int] = list(self.model.bone_parents)
         self.groups = bone_groups(self.labels)
@@ -131,7 +134,8 @@ class AnnySource:
         """Rest (A-pose) vertices (B,V,3) and bone heads (B,104,3) in anny's frame."""
         kw = {k: v[start:stop].to(self.model.dtype) for k, v in phenotypes.items()}
         with torch.no_grad():
-            out = self.model(phenotype_kwargs=kw)
+            with contextlib.redirect_stdout(sys.stderr):
+                out = self.model(phenotype_kwargs=kw)
         return out["rest_vertices"].double(), out["rest_bone_heads"].double()
 
     def joints(self, heads: torch.Tensor) -> torch.Tensor:
