@@ -100,11 +100,17 @@ def correspondences(net, model: BodyModel, points: np.ndarray, seed: int) -> dic
 
 
 def register_loaded(
-    scan: Scan, options: RegisterOptions, progress: Progress | None = None
+    scan: Scan,
+    options: RegisterOptions,
+    progress: Progress | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[dict, Callable[[Path], dict]]:
-    """Register an already loaded scan; returns the fit summary and a writer for the output folder."""
+    """Register an already loaded scan; returns the fit summary and a writer for the output folder.
+
+    `timings` may hold earlier stages (e.g. loading); the report's total includes them.
+    """
     report = progress or (lambda stage, frac: None)
-    timings: dict[str, float] = {}
+    timings = dict(timings or {})
     t = time.perf_counter()
     device = pick_device(options.device)
     model = get_model(options.model, device)
@@ -115,7 +121,6 @@ def register_loaded(
     timings["normalise"] = time.perf_counter() - t
     report("normalise", 1.0)
 
-    t = time.perf_counter()
     scan_t = torch.as_tensor(sub, dtype=torch.float32)
     net = get_network(device) if options.network else None
     corr = {}
@@ -124,7 +129,7 @@ def register_loaded(
         corr = correspondences(net, model, sub, options.seed)
         timings["correspond"] = time.perf_counter() - t
         report("correspond", 1.0)
-        t = time.perf_counter()
+    t = time.perf_counter()
     fit = fit_surface(
         model, scan_t, SurfaceFitConfig(), progress=report, pose_penalty=limit_violation, **corr
     )
@@ -182,9 +187,5 @@ def register_scan(
     load_s = time.perf_counter() - t
     if progress:
         progress("load", 1.0)
-    _, write = register_loaded(scan, opts, progress)
-    result = write(Path(out_dir))
-    result["report"]["timings_s"]["load"] = load_s
-    result["report"]["timings_s"]["total"] += load_s
-    (Path(out_dir) / "report.json").write_text(json.dumps(result["report"], indent=1))
-    return result["report"]
+    _, write = register_loaded(scan, opts, progress, timings={"load": load_s})
+    return write(Path(out_dir))["report"]
