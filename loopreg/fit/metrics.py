@@ -16,10 +16,16 @@ def mpjpe_cm(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.linalg.norm(pred - gt, axis=-1).mean() * 100)
 
 
+def closest_triangles(
+    points: np.ndarray, vertices: np.ndarray, faces: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Closest triangle of the mesh and the distance to it, for each point (exact, same units)."""
+    return ClosestTriangle(vertices, faces).query(points)
+
+
 def point_to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Distance of each point to the closest point on the mesh surface (exact, same units)."""
-    _, dist = ClosestTriangle(vertices, faces).query(points)
-    return dist
+    return closest_triangles(points, vertices, faces)[1]
 
 
 def distance_summary(d: np.ndarray, scale: float = 1.0) -> dict[str, float]:

@@ -22,7 +22,7 @@ from loopreg.data.normalise import normalise
 from loopreg.data.poses import limit_violation
 from loopreg.data.scan_io import DEFAULT_MAX_VERTICES, Scan, load_scan
 from loopreg.fit import export
-from loopreg.fit.metrics import distance_summary
+from loopreg.fit.metrics import closest_triangles, distance_summary
 from loopreg.fit.surface import SurfaceFitConfig, fit_surface
 
 Progress = Callable[[str, float], None]
@@ -149,7 +149,7 @@ def register_loaded(
             out_dir / "params.json", fit, to_scan, model.data.meta, norm.units, norm.up
         )
         export.write_mesh(out_dir / "body.obj", body_scan, faces)
-        tri, dist = _closest(pts, body, faces)
+        tri, dist = closest_triangles(pts, body, faces)
         labels = model.parts.cpu().numpy()[faces[tri, 0]]
         export.write_scan_parts(out_dir / "scan_parts.ply", scan.points, scan.faces, labels)
         export.write_preview(out_dir / "preview.png", pts, body, faces)
@@ -169,12 +169,6 @@ def register_loaded(
         return {"params": params, "report": rep}
 
     return {"fit": fit, "normalisation": norm}, write
-
-
-def _closest(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from loopreg.body.field import ClosestTriangle
-
-    return ClosestTriangle(vertices, faces).query(points)
 
 
 def register_scan(
