@@ -35,14 +35,43 @@ def test_output_shapes_and_invariance():
 
 def test_predict_dense_shapes():
     net = CorrNet(SMALL)
-    parts, canon, prob = net.predict(np.random.default_rng(0).normal(size=(1000, 3)))
+    pred = net.predict(np.random.default_rng(0).normal(size=(1000, 3)))
+    parts, canon, prob = pred.parts, pred.canon, pred.prob
     assert parts.shape == (1000,) and canon.shape == (1000, 3) and prob.shape == (1000, NUM_PARTS)
     assert np.allclose(prob.sum(1), 1, atol=1e-4)
+    assert np.allclose(pred.axes.T @ pred.axes, np.eye(3), atol=1e-6) and np.linalg.det(pred.axes) > 0
     # a scan no larger than the subsample: outputs in the input order, as a direct forward pass
     net = CorrNet(NetConfig(k=8, widths=(16,), global_dim=16, head_dim=16, n_points=256, coarse=()))
     pts = torch.randn(200, 3)  # (coarse levels take the first points: equality needs a net without them)
-    _, canon, _ = net.predict(pts)
+    _, canon, _ = net.predict_oriented(pts)
     assert np.allclose(canon, net.eval()(pts[None]).canon[0].detach().numpy(), atol=1e-5)
+
+
+def test_orientation_hypotheses_cover_rotations():
+    """Every rotation is within ~25 degrees (the training jitter) of some search hypothesis whose up axis
+    candidates come from the scan: y-up scans are covered by +-y, any orientation by the principal axes."""
+    from scipy.spatial.transform import Rotation
+
+    from loopreg.net.data import geodesic_deg
+    from loopreg.net.orient import hypotheses, up_candidates
+
+    rng = np.random.default_rng(0)
+    body = rng.normal(size=(2000, 3)) * [0.2, 0.8, 0.12]  # an elongated "body", y up, canonical
+    worst = []
+    for R in Rotation.random(30, random_state=1).as_matrix():
+        scan = body @ R.T  # canonical -> scan
+        H = torch.as_tensor(hypotheses(up_candidates(scan), 12))  # scan -> canonical guesses
+        err = geodesic_deg(H @ torch.as_tensor(R)[None])  # identity when a guess undoes R
+        worst.append(float(err.min()))
+    assert max(worst) < 25.0, worst
+
+
+def test_score_batch_labels_and_rotations():
+    from loopreg.net.data import geodesic_deg, wrong_orientations
+
+    R = wrong_orientations(500, torch.Generator().manual_seed(0))
+    assert (geodesic_deg(R) >= 45.0).all()
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(500, 3, 3), atol=1e-5)
 
 
 def test_overfit_tiny_loss_decreases():
@@ -126,9 +155,14 @@ def test_shipped_weights_run_on_a_scan():
     model = BodyModel.load()
     with torch.no_grad():
         v = model(betas=torch.zeros(1, model.num_betas)).vertices[0].numpy()
-    parts, canon, _ = net.predict(v * 100.0)  # a rest-pose body "scan" in cm
-    assert parts.shape == (len(v),) and np.isfinite(canon).all()
-    assert (parts == model.parts.numpy()).mean() > 0.5  # an upright body: most parts right
+    from scipy.spatial.transform import Rotation
+
+    R = Rotation.from_rotvec([0.4, 2.5, -0.3]).as_matrix()
+    pred = net.predict(v @ R.T * 100.0)  # a rest-pose body "scan" in cm, turned any way
+    assert pred.parts.shape == (len(v),) and np.isfinite(pred.canon).all()
+    assert np.degrees(np.arccos((np.trace(pred.axes.T @ R) - 1) / 2)) < 30  # the orientation found
+    assert (pred.parts == model.parts.numpy()).mean() > 0.8  # and most parts right
+    assert np.median(np.linalg.norm(pred.canon - v, axis=1)) < 0.05
 
 
 def test_selfsup_runs_and_resumes(tmp_path):

@@ -37,8 +37,18 @@ class ScanResult:
     corr_err_cm: tuple[float, float] | None = None
 
 
-# A method returns the fitted body's vertices and joints in the scan frame, the scan points, and seconds.
-MethodOutput = tuple[np.ndarray, np.ndarray, np.ndarray, float]
+@dataclass
+class MethodOutput:
+    """A method's fitted body vertices and joints and the scan points (scan frame), its seconds, and the
+    network's predictions (scan-frame points, parts, canonical points) when it used the network."""
+
+    vertices: np.ndarray
+    joints: np.ndarray
+    scan_points: np.ndarray
+    seconds: float
+    predicted: dict | None = None
+
+
 Method = Callable[[Path, RegisterOptions], MethodOutput]
 
 
@@ -51,7 +61,10 @@ def run_pipeline(scan_path: Path, opts: RegisterOptions) -> MethodOutput:
     seconds = time.perf_counter() - t
     verts = transform(fit.vertices.cpu().double().numpy(), norm.to_scan)
     joints = transform(fit.joints.cpu().double().numpy(), norm.to_scan)
-    return verts, joints, scan.points, seconds
+    pred = summary.get("correspondences")
+    if pred is not None:
+        pred = {**pred, "points": transform(pred["points"].astype(np.float64), norm.to_scan)}
+    return MethodOutput(verts, joints, scan.points, seconds, pred)
 
 
 def run_baseline(scan_path: Path, opts: RegisterOptions) -> MethodOutput:
@@ -81,18 +94,26 @@ def evaluate(
     for item in items:
         gt = json.loads((suite_dir / item["gt"]).read_text())
         gt_v, gt_j = gt_body(model, gt)
-        verts, joints, scan_points, seconds = method(suite_dir / item["scan"], opts)
+        out = method(suite_dir / item["scan"], opts)
         to_model = np.linalg.inv(np.asarray(gt["to_scan"]))
-        v, j = transform(verts, to_model), transform(joints, to_model)
-        scan_pts = transform(scan_points, to_model)
+        v, j = transform(out.vertices, to_model), transform(out.joints, to_model)
+        scan_pts = transform(out.scan_points, to_model)
         s2b = point_to_surface(scan_pts, v, faces)
         res = ScanResult(
             v2v_cm=float(np.linalg.norm(v - gt_v, axis=1).mean() * 100),
             mpjpe_cm=mpjpe_cm(j, gt_j),
             scan_to_body_mm=float(s2b.mean() * 1000),
-            seconds=seconds,
+            seconds=out.seconds,
         )
-        log(f"  {item['id']}: v2v {res.v2v_cm:.2f} cm, mpjpe {res.mpjpe_cm:.2f} cm, {seconds:.1f} s")
+        if out.predicted is not None:  # the network's labels against GT, as `loopreg train eval` does
+            from loopreg.net.evaluate import gt_labels
+
+            cpu_model = get_model(opts.model, torch.device("cpu"))
+            part, canon = gt_labels(cpu_model, gt, out.predicted["points"])
+            err = np.linalg.norm(out.predicted["canon"] - canon, axis=1) * 100
+            res.part_accuracy = float((out.predicted["parts"] == part).mean())
+            res.corr_err_cm = (float(err.mean()), float(np.median(err)))
+        log(f"  {item['id']}: v2v {res.v2v_cm:.2f} cm, mpjpe {res.mpjpe_cm:.2f} cm, {out.seconds:.1f} s")
         results.append(res)
     return results
 

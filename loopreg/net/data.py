@@ -134,7 +134,7 @@ def pack_shards(src: Path, dst: Path, n_points: int = 4096) -> Path:
         with np.load(f) as z:
             np.savez(dst / f.name, points=z["points"][:, :n_points].astype(np.float16),
                      canon=z["canon"][:, :n_points].astype(np.float16), parts=z["parts"][:, :n_points],
-                     suite=z["suite"])  # fmt: skip
+                     suite=z["suite"], global_orient=z["global_orient"])  # fmt: skip
     return dst
 
 
@@ -145,7 +145,8 @@ class ShardDataset:
         files = sorted(Path(root).glob("shard_*.npz")) if isinstance(root, str | Path) else list(root)
         if not files:
             raise FileNotFoundError(f"no shard_*.npz under {root}: run `loopreg train data` first")
-        arrays: dict[str, list[np.ndarray]] = {"points": [], "parts": [], "canon": [], "suite": []}
+        keys = ("points", "parts", "canon", "suite", "global_orient")
+        arrays: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         for f in files:
             with np.load(f) as z:
                 for k in arrays:
@@ -155,9 +156,27 @@ class ShardDataset:
         self.parts = torch.as_tensor(cat["parts"].astype(np.int64))
         self.canon = torch.as_tensor(cat["canon"].astype(np.float32))
         self.suite = torch.as_tensor(cat["suite"].astype(np.int64))
+        self.root = root_rotations(cat["global_orient"])  # (S,3,3) body root orientation (model frame)
 
     def __len__(self) -> int:
         return len(self.points)
+
+
+def root_rotations(global_orient: np.ndarray) -> torch.Tensor:
+    """(S,3) axis-angle -> (S,3,3) float32 rotation matrices."""
+    from scipy.spatial.transform import Rotation
+
+    return torch.as_tensor(Rotation.from_rotvec(np.asarray(global_orient, np.float64)).as_matrix()).float()
+
+
+def axis_angle_rotations(n: int, gen: torch.Generator, max_deg: float) -> torch.Tensor:
+    """(n,3,3) rotations about uniform random axes by angles uniform in [0, max_deg]."""
+    from smplx.lbs import batch_rodrigues
+
+    axis = torch.randn(n, 3, generator=gen)
+    axis = axis / axis.norm(dim=1, keepdim=True)
+    angle = torch.rand(n, 1, generator=gen) * torch.pi * max_deg / 180
+    return batch_rodrigues(axis * angle)
 
 
 def random_rotations(n: int, gen: torch.Generator, p_any: float = 0.5) -> torch.Tensor:
@@ -177,17 +196,74 @@ def random_rotations(n: int, gen: torch.Generator, p_any: float = 0.5) -> torch.
     return torch.where((torch.rand(n, generator=gen) < p_any)[:, None, None], R_any, R_yaw)
 
 
-def batch(
-    ds: ShardDataset, idx: torch.Tensor, n_points: int, gen: torch.Generator, p_any: float = 0.5
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Augmented batch: random point subset, rotation and translation/scale (the network normalises)."""
-    B = len(idx)
-    total = ds.points.shape[1]
-    pick = torch.argsort(torch.rand(B, total, generator=gen), 1)[:, :n_points]
+def uniform_rotations(n: int, gen: torch.Generator) -> torch.Tensor:
+    """(n,3,3) uniform on SO(3) (normalised Gaussian quaternions)."""
+    q = torch.randn(n, 4, generator=gen)
+    w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(1)
+    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+                        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+                        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+                       1).view(n, 3, 3)  # fmt: skip
+
+
+def yaw_rotations(n: int, gen: torch.Generator) -> torch.Tensor:
+    """(n,3,3) rotations about y by uniform angles."""
+    a = torch.rand(n, generator=gen) * 2 * torch.pi
+    c, s, o, l = torch.cos(a), torch.sin(a), torch.zeros(n), torch.ones(n)
+    return torch.stack([c, o, s, o, l, o, -s, o, c], 1).view(n, 3, 3)
+
+
+def geodesic_deg(R: torch.Tensor) -> torch.Tensor:
+    """(n,) rotation angle of each (n,3,3) rotation, degrees."""
+    c = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
+    return torch.rad2deg(torch.acos(c))
+
+
+def wrong_orientations(
+    n: int, gen: torch.Generator, tilt_deg: float = 25.0, min_deg: float = 45.0
+) -> torch.Tensor:
+    """(n,3,3) rotations at least `min_deg` from the identity, like the orientation search's wrong
+    hypotheses: a yaw (the hardest: facing back or sideways), tilted, upside down with p=0.3, or any."""
+    flip = torch.where((torch.rand(n, generator=gen) < 0.3)[:, None, None],
+                       torch.diag(torch.tensor([1.0, -1.0, -1.0])), torch.eye(3))  # fmt: skip
+    R = axis_angle_rotations(n, gen, tilt_deg) @ flip @ yaw_rotations(n, gen)
+    R = torch.where((torch.rand(n, generator=gen) < 0.25)[:, None, None], uniform_rotations(n, gen), R)
+    bad = geodesic_deg(R) < min_deg
+    if bad.any():  # redraw the few that landed near the identity
+        R[bad] = wrong_orientations(int(bad.sum()), gen, tilt_deg, min_deg)
+    return R
+
+
+def _pick_points(ds: ShardDataset, idx: torch.Tensor, n_points: int, gen: torch.Generator):
+    pick = torch.argsort(torch.rand(len(idx), ds.points.shape[1], generator=gen), 1)[:, :n_points]
     pts = torch.gather(ds.points[idx], 1, pick[..., None].expand(-1, -1, 3))
-    R = random_rotations(B, gen, p_any)
+    return pick, pts @ ds.root[idx]  # canonical orientation: root^T p
+
+
+def batch(
+    ds: ShardDataset, idx: torch.Tensor, n_points: int, gen: torch.Generator, jitter_deg: float = 25.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CorrNet batch: random point subsets turned to the body's canonical orientation (root frame), then a
+    random rotation of up to `jitter_deg` (what the orientation stage leaves), scale and translation."""
+    pick, pts = _pick_points(ds, idx, n_points, gen)
+    B = len(idx)
+    R = axis_angle_rotations(B, gen, jitter_deg)
     scale = torch.exp(torch.empty(B, 1, 1).uniform_(-0.3, 0.3, generator=gen))
     pts = scale * pts @ R.transpose(1, 2) + torch.randn(B, 1, 3, generator=gen)
     parts = torch.gather(ds.parts[idx], 1, pick)
     canon = torch.gather(ds.canon[idx], 1, pick[..., None].expand(-1, -1, 3))
     return pts, parts, canon
+
+
+def score_batch(
+    ds: ShardDataset, idx: torch.Tensor, n_points: int, gen: torch.Generator, jitter_deg: float = 25.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Orientation-score batch: small point subsets (B,n,3), half canonically oriented (within
+    `jitter_deg`, label 1), half in a wrong orientation (label 0)."""
+    _, pts = _pick_points(ds, idx, n_points, gen)
+    B = len(idx)
+    label = (torch.arange(B) % 2 == 0).float()
+    R = torch.where(label[:, None, None] > 0, axis_angle_rotations(B, gen, jitter_deg),
+                    wrong_orientations(B, gen))  # fmt: skip
+    scale = torch.exp(torch.empty(B, 1, 1).uniform_(-0.3, 0.3, generator=gen))
+    return scale * pts @ R.transpose(1, 2) + torch.randn(B, 1, 3, generator=gen), label

@@ -2,7 +2,8 @@
 
 Per scan: up to 10k scan points (scan frame, as written by `loopreg synth`), GT from gt.json the same way as
 the training labels (closest GT body surface point -> part, canonical point on the rest template), then
-part accuracy and canonical correspondence error (cm), and the inference time of `CorrNet.predict`.
+part accuracy and canonical correspondence error (cm), the orientation search's error (degrees, against the
+GT root axes) and the inference time of `CorrNet.predict` (orientation search included).
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ from loopreg.net.model import CorrNet
 from loopreg.paths import cache_dir
 
 EVAL_POINTS = 10_000
+
+
+def gt_axes(gt: dict) -> np.ndarray:
+    """(3,3) the GT body's root axes (left, up, forward) as columns in the scan frame."""
+    from scipy.spatial.transform import Rotation
+
+    T = np.asarray(gt["to_scan"], dtype=np.float64)[:3, :3]
+    return T / np.cbrt(np.linalg.det(T)) @ Rotation.from_rotvec(gt["global_orient"]).as_matrix()
+
+
+def rotation_error_deg(A: np.ndarray, B: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip((np.trace(A.T @ B) - 1) / 2, -1.0, 1.0))))
 
 
 def gt_labels(model, gt: dict, points_scan: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,22 +56,25 @@ def evaluate_scans(net: CorrNet, suite_dir: Path, max_scans: int | None = None) 
 
     model = BodyModel.load()
     index = json.loads((suite_dir / "index.json").read_text())
-    acc, errs, times = [], [], []
+    acc, errs, times, orient = [], [], [], []
     for item in index["items"][:max_scans]:  # one scan per iteration; each step is vectorised
         pts = load_scan(suite_dir / item["scan"]).points
         rng = np.random.default_rng(0)
         pts = pts[rng.choice(len(pts), size=min(EVAL_POINTS, len(pts)), replace=False)]
-        part, canon = gt_labels(model, json.loads((suite_dir / item["gt"]).read_text()), pts)
+        gt = json.loads((suite_dir / item["gt"]).read_text())
+        part, canon = gt_labels(model, gt, pts)
         t = time.perf_counter()
-        pred_part, pred_canon, _ = net.predict(pts)
+        pred = net.predict(pts)
         times.append(time.perf_counter() - t)
-        acc.append(float((pred_part == part).mean()))
-        errs.append(np.linalg.norm(pred_canon - canon, axis=1) * 100)
-    e = np.concatenate(errs)
+        acc.append(float((pred.parts == part).mean()))
+        errs.append(np.linalg.norm(pred.canon - canon, axis=1) * 100)
+        orient.append(rotation_error_deg(pred.axes, gt_axes(gt)))
+    e, o = np.concatenate(errs), np.array(orient)
     return {
         "n": len(acc),
         "part_accuracy": round(float(np.mean(acc)), 4),
         "corr_err_cm": {"median": round(float(np.median(e)), 2), "mean": round(float(e.mean()), 2)},
+        "orientation_err_deg": {"median": round(float(np.median(o)), 1), "over_45": int((o > 45).sum())},
         "seconds_per_scan": {
             "median": round(float(np.median(times)), 3),
             "p95": round(float(np.quantile(times, 0.95)), 3),

@@ -14,6 +14,7 @@ the output of its nearest subsampled point.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from loopreg.body.parts import NUM_PARTS
+
+if TYPE_CHECKING:
+    from loopreg.net.correspond import Prediction
 
 
 @dataclass
@@ -32,13 +36,14 @@ class NetConfig:
     n_points: int = 4096  # subsample for inference
     coarse: tuple[int, ...] = (8, 64)  # coarse levels (every 8th, 64th point) with long-range EdgeConvs
     coarse_dim: int = 128
+    score_points: int = 256  # subset size of the orientation score (training and search)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "widths": list(self.widths), "coarse": list(self.coarse)}
 
     @classmethod
     def from_dict(cls, d: dict) -> NetConfig:
-        return cls(**{**d, "widths": tuple(d["widths"]), "coarse": tuple(d.get("coarse", ()))})
+        return cls(**{**d, "widths": tuple(d["widths"]), "coarse": tuple(d["coarse"])})
 
 
 @dataclass
@@ -107,10 +112,12 @@ class EdgeConv(nn.Module):
         return h + F.relu(self.point(h))
 
 
-class CorrNet(nn.Module):
-    def __init__(self, cfg: NetConfig | None = None):
+class Encoder(nn.Module):
+    """EdgeConvs on the kNN graph plus long-range EdgeConvs on nested subsets: per-point features."""
+
+    def __init__(self, cfg: NetConfig):
         super().__init__()
-        self.cfg = cfg = cfg or NetConfig()
+        self.cfg = cfg
         layers, c = [], 3
         for w in cfg.widths:
             layers.append(EdgeConv(c, w))
@@ -119,17 +126,10 @@ class CorrNet(nn.Module):
         local = sum(cfg.widths)
         dims = ([local] + [cfg.coarse_dim] * len(cfg.coarse))[: len(cfg.coarse)]
         self.coarse = nn.ModuleList(EdgeConv(d, cfg.coarse_dim) for d in dims)
-        ctx = local + cfg.coarse_dim * len(cfg.coarse)
-        self.glob = nn.Sequential(nn.Linear(ctx, cfg.global_dim), nn.ReLU())
-        self.head = nn.Sequential(
-            nn.Linear(ctx + cfg.global_dim + 3, cfg.head_dim), nn.ReLU(),
-            nn.Linear(cfg.head_dim, cfg.head_dim // 2), nn.ReLU(),
-        )  # fmt: skip
-        self.parts = nn.Linear(cfg.head_dim // 2, NUM_PARTS)
-        self.regress = nn.Linear(cfg.head_dim // 2, NUM_PARTS * 3)
+        self.dim = local + cfg.coarse_dim * len(cfg.coarse)
 
-    def forward(self, points: torch.Tensor) -> NetOutput:
-        """points (B,N,3) in any frame/units (normalised here) -> per-point outputs."""
+    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """points (B,N,3) -> normalised points (B,N,3) and per-point features (B,N,dim)."""
         x = normalise_points(points)
         idx = knn(x, self.cfg.k)
         feats, f = [], x
@@ -137,13 +137,7 @@ class CorrNet(nn.Module):
             f = conv(f, idx)
             feats.append(f)
         local = torch.cat(feats, -1)
-        local = torch.cat([local, *self._coarse_context(x, local)], -1)
-        g = self.glob(local).amax(1, keepdim=True).expand(-1, x.shape[1], -1)
-        h = self.head(torch.cat([local, g, x], -1))
-        logits = self.parts(h)
-        part_canon = self.regress(h).unflatten(-1, (NUM_PARTS, 3))
-        canon = (logits.softmax(-1)[..., None] * part_canon).sum(-2)
-        return NetOutput(logits, part_canon, canon)
+        return x, torch.cat([local, *self._coarse_context(x, local)], -1)
 
     def _coarse_context(self, x: torch.Tensor, f: torch.Tensor) -> list[torch.Tensor]:
         """Long-range features: EdgeConvs on nested subsets (the first N/s points; the input order is random);
@@ -157,14 +151,53 @@ class CorrNet(nn.Module):
             out.append(gather(fs, nearest(x, xs))[:, :, 0])
         return out
 
+
+class CorrNet(nn.Module):
+    """Part logits and canonical points of points given in the body's canonical orientation (y up, facing
+    +z; any position and scale): the orientation stage (`loopreg.net.orient`) rotates scans there first."""
+
+    def __init__(self, cfg: NetConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or NetConfig()
+        self.encoder = Encoder(cfg)
+        ctx = self.encoder.dim
+        self.glob = nn.Sequential(nn.Linear(ctx, cfg.global_dim), nn.ReLU())
+        self.head = nn.Sequential(
+            nn.Linear(ctx + cfg.global_dim + 3, cfg.head_dim), nn.ReLU(),
+            nn.Linear(cfg.head_dim, cfg.head_dim // 2), nn.ReLU(),
+        )  # fmt: skip
+        self.parts = nn.Linear(cfg.head_dim // 2, NUM_PARTS)
+        self.regress = nn.Linear(cfg.head_dim // 2, NUM_PARTS * 3)
+        self.orientation = nn.Sequential(nn.Linear(cfg.global_dim, 128), nn.ReLU(), nn.Linear(128, 1))
+
+    def score(self, points: torch.Tensor) -> torch.Tensor:
+        """(B,) logit that points (B,N,3) are canonically oriented (y up, facing +z); see orient.py."""
+        _, local = self.encoder(points)
+        return self.orientation(self.glob(local).amax(1))[:, 0]
+
+    def forward(self, points: torch.Tensor) -> NetOutput:
+        """points (B,N,3), canonically oriented (normalised here) -> per-point outputs."""
+        x, local = self.encoder(points)
+        g = self.glob(local).amax(1, keepdim=True).expand(-1, x.shape[1], -1)
+        h = self.head(torch.cat([local, g, x], -1))
+        logits = self.parts(h)
+        part_canon = self.regress(h).unflatten(-1, (NUM_PARTS, 3))
+        canon = (logits.softmax(-1)[..., None] * part_canon).sum(-2)
+        return NetOutput(logits, part_canon, canon)
+
+    def predict(self, points: np.ndarray | torch.Tensor, seed: int = 0) -> Prediction:
+        """One scan (N,3) in any orientation, position and scale: orientation search, then dense labels."""
+        from loopreg.net.correspond import predict
+
+        return predict(self, np.asarray(points), seed)
+
     @torch.no_grad()
-    def predict(
+    def predict_oriented(
         self, points: np.ndarray | torch.Tensor, seed: int = 0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Dense prediction for one scan (N,3): parts (N,), canonical points (N,3), part probabilities (N,14).
-
-        The encoder sees `cfg.n_points` random points; each point takes its nearest subsample point's output.
-        """
+        """Dense prediction for one canonically oriented scan (N,3): parts (N,), canonical points (N,3),
+        part probabilities (N,14). The encoder sees `cfg.n_points` random points; each point takes its
+        nearest subsample point's output."""
         from scipy.spatial import cKDTree
 
         p = torch.as_tensor(np.asarray(points), dtype=torch.float32).reshape(-1, 3)

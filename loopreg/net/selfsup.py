@@ -51,17 +51,20 @@ def find_scans(root: Path) -> list[Path]:
     )
 
 
-def load_points(paths: list[Path], n: int, seed: int) -> torch.Tensor:
-    """(S, n, 3) normalised points (metres, y up, centred) of each scan."""
+def load_points(paths: list[Path], n: int, seed: int, net: CorrNet) -> torch.Tensor:
+    """(S, n, 3) normalised points (metres, centred) of each scan, turned by the orientation search so the
+    body stands up and faces +z (where CorrNet works); the per-scan parameters live in that frame."""
     from loopreg.data.normalise import normalise
     from loopreg.data.scan_io import load_scan
+    from loopreg.net.orient import search
 
     out = []
     for i, p in enumerate(paths):  # file I/O per scan
         pts = load_scan(p).points
         pts = normalise(pts).apply(pts)
         rng = np.random.default_rng([seed, i])
-        out.append(pts[rng.choice(len(pts), size=n, replace=len(pts) < n)])
+        pts = pts[rng.choice(len(pts), size=n, replace=len(pts) < n)]
+        out.append(pts @ search(net, pts, seed)[0])
     return torch.as_tensor(np.stack(out), dtype=torch.float32)
 
 
@@ -141,15 +144,14 @@ def selfsup(
     model = BodyModel.load().to(device)
     field = BodyField.for_model(model.data).to(device)
     names = [str(p.relative_to(scans)) for p in paths]
-    points = load_points(paths, cfg.n_points, cfg.seed).to(device)
+    net = load_weights(init, device)
+    points = load_points(paths, cfg.n_points, cfg.seed, net).to(device)  # oriented by the initial network
     state = torch.load(state_path, weights_only=True) if Path(state_path).exists() else None
     if state is not None and state["names"] == names:
-        net = load_weights(init, device)
         net.load_state_dict(state["net"])
         params, epoch0 = state["params"], state["epoch"]
         log(f"resumed at epoch {epoch0} from {state_path}")
     else:
-        net = load_weights(init, device)
         params = init_params(net, points, model.num_betas)
         epoch0 = 0
     net_opt = torch.optim.Adam(net.parameters(), lr=cfg.lr_net)

@@ -13,8 +13,8 @@ from loopreg.paths import MODEL_STORE
 
 WEIGHTS_NAME = "corrnet"
 TRAIN_COMMAND = (
-    "loopreg train data --n 520 --workers 2 && loopreg train pack && "
-    "loopreg train warmup --data .cache/net/pack --steps 4000 --batch 16 --device cuda"
+    "python scripts/train_corrnet.py  (= loopreg train data --n 520 --workers 2 && "
+    "loopreg train warmup --data .cache/net/data --steps 1200 --batch 8 --device cpu, then eval and ship)"
 )
 
 

@@ -1,9 +1,10 @@
 """Supervised warm start of CorrNet on cached synthetic shards (`loopreg train warmup`).
 
 Loss (LoopReg's warm start): part cross-entropy + L1 of the blended canonical point + L1 of the GT part's
-own regression head. Adam with cosine decay; batches are random point subsets of random scans with random
-rotation (SO(3) or yaw, y/z-up), scale and translation. Writes `<out>.pt` (state dict + config) and keeps
-the best checkpoint by validation loss on held-out scans.
+own regression head, on points turned to the body's canonical orientation and jittered by up to
+`jitter_deg` (what the orientation search leaves); plus the orientation score's binary cross-entropy on
+small subsets, canonically oriented or not (`score_batch`). Adam with cosine decay; keeps the best
+checkpoint by validation loss on held-out scans.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from loopreg.net.data import ShardDataset, batch
+from loopreg.net.data import ShardDataset, batch, score_batch
 from loopreg.net.model import CorrNet, NetConfig, NetOutput
 
 
@@ -25,11 +26,13 @@ from loopreg.net.model import CorrNet, NetConfig, NetOutput
 class TrainConfig:
     steps: int = 3000
     batch_size: int = 8
-    n_points: tuple[int, int] = (3072, 5000)  # points per scan, drawn per step (at most those stored)
+    n_points: tuple[int, int] = (2048, 2560)  # points per scan, drawn per step (at most those stored)
     lr: float = 2e-3
     weight_decay: float = 1e-5
     canon_weight: float = 10.0
-    p_any_rotation: float = 0.5
+    jitter_deg: float = 25.0  # rotation about the canonical orientation (what the orientation search leaves)
+    score_batch: int = 16  # subsets per step for the orientation score
+    score_weight: float = 0.5
     val_scans: int = 40
     val_every: int = 250
     seed: int = 0
@@ -95,16 +98,22 @@ def warmup(
         opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
     )
     val_gen = torch.Generator().manual_seed(12345)
-    val = [batch(ds, val_idx[i : i + cfg.batch_size], net.cfg.n_points, val_gen, cfg.p_any_rotation)
+    val = [batch(ds, val_idx[i : i + cfg.batch_size], net.cfg.n_points, val_gen, cfg.jitter_deg)
            for i in range(0, n_val, cfg.batch_size)]  # fmt: skip
+    val_score = [score_batch(ds, val_idx[i : i + 16], net.cfg.score_points, val_gen, cfg.jitter_deg)
+                 for i in range(0, n_val, 16)]  # fmt: skip
     best, history, t0 = math.inf, [], time.perf_counter()
     meta = {"train": {**asdict(cfg), "n_train_scans": n_train, "n_val_scans": n_val, "data": str(data)},
             "device": str(device)}  # fmt: skip
     for step in range(1, cfg.steps + 1):
         idx = train_idx[torch.randint(n_train, (cfg.batch_size,), generator=gen)]
         n = int(torch.randint(cfg.n_points[0], cfg.n_points[1] + 1, (1,), generator=gen))
-        pts, parts, canon = (t.to(device) for t in batch(ds, idx, n, gen, cfg.p_any_rotation))
+        pts, parts, canon = (t.to(device) for t in batch(ds, idx, n, gen, cfg.jitter_deg))
         loss = losses(net(pts), parts, canon, cfg.canon_weight)
+        sidx = train_idx[torch.randint(n_train, (cfg.score_batch,), generator=gen)]
+        spts, label = score_batch(ds, sidx, net.cfg.score_points, gen, cfg.jitter_deg)
+        loss["score"] = F.binary_cross_entropy_with_logits(net.score(spts.to(device)), label.to(device))
+        loss["total"] = loss["total"] + cfg.score_weight * loss["score"]
         opt.zero_grad(set_to_none=True)
         loss["total"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -119,6 +128,8 @@ def warmup(
                 if val
                 else {"loss": loss["total"].item()}
             )
+            if val_score:
+                m["score_accuracy"] = evaluate_score(net, val_score, device)
             m.update(step=step, seconds=round(time.perf_counter() - t0, 1))
             history.append(m)
             log("val " + json.dumps(m))
@@ -140,3 +151,12 @@ def evaluate_batches(net: CorrNet, batches: list, canon_weight: float, device: s
             acc[k] = acc.get(k, 0.0) + v / len(batches)
     net.train()
     return {k: round(v, 5) for k, v in acc.items()}
+
+
+@torch.no_grad()
+def evaluate_score(net: CorrNet, batches: list, device: str) -> float:
+    """Accuracy of the orientation score (logit > 0 <=> canonically oriented) on validation subsets."""
+    net.eval()
+    hits = [((net.score(p.to(device)) > 0).float().cpu() == y).float().mean() for p, y in batches]
+    net.train()
+    return round(float(torch.stack(hits).mean()), 4)

@@ -1,0 +1,65 @@
+"""Orientation stage: turn a scan so its body stands up (+y) and faces +z before CorrNet labels it.
+
+A search over rotation hypotheses scored by CorrNet's orientation head (`CorrNet.score`, trained to tell
+canonically oriented bodies, within the training jitter, from wrongly oriented ones). Hypotheses: every
+candidate up axis (the frame's +-y, which the normaliser's up rule set, and the +-principal axes of the
+points, for scans in any orientation) times `n_yaw` turns about it. Each is scored on the same small
+subset, all in one batch; the best wins. Learning one detector and rotating the input is far easier than
+regressing the facing direction (which we tried: 70 degrees median error after 500 CPU steps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from loopreg.net.model import CorrNet
+
+
+def rotation_to_y(u: np.ndarray) -> np.ndarray:
+    """Proper rotation taking unit vector u to +y."""
+    y = np.array([0.0, 1.0, 0.0])
+    v, c = np.cross(u, y), float(u @ y)
+    if c < -0.9999:
+        return np.diag([1.0, -1.0, -1.0])
+    K = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + K + K @ K / (1 + c)
+
+
+def up_candidates(points: np.ndarray, min_deg: float = 25.0) -> np.ndarray:
+    """(U,3) unit vectors: +-y first, then the +-principal axes that differ from those by > min_deg."""
+    centred = points - points.mean(0)
+    _, _, vt = np.linalg.svd(centred[:: max(1, len(points) // 5000)], full_matrices=False)
+    out = [np.array([0.0, 1.0, 0.0]), np.array([0.0, -1.0, 0.0])]
+    for axis in vt:
+        for u in (axis, -axis):
+            if min(np.degrees(np.arccos(np.clip(u @ o, -1, 1))) for o in out) > min_deg:
+                out.append(u)
+    return np.stack(out)
+
+
+def hypotheses(ups: np.ndarray, n_yaw: int) -> np.ndarray:
+    """(U*n_yaw,3,3) rotations input -> canonical guess: align each up with +y, then turn about y."""
+    a = np.arange(n_yaw) * 2 * np.pi / n_yaw
+    c, s, z, o = np.cos(a), np.sin(a), np.zeros(n_yaw), np.ones(n_yaw)
+    yaw = np.stack([c, z, s, z, o, z, -s, z, c], 1).reshape(n_yaw, 3, 3)
+    align = np.stack([rotation_to_y(u) for u in ups])
+    return (yaw[None] @ align[:, None]).reshape(-1, 3, 3)
+
+
+@torch.no_grad()
+def search(net: CorrNet, points: np.ndarray, seed: int = 0, n_yaw: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Best orientation of one scan (N,3): (3,3) body axes (left, up, forward) as columns in the input
+    frame, so `points @ axes` is canonically oriented; and the scores (H,) of all hypotheses."""
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    rng = np.random.default_rng(seed)
+    sub = p[rng.choice(len(p), size=min(net.cfg.score_points, len(p)), replace=False)]
+    sub = sub - sub.mean(0)
+    H = hypotheses(up_candidates(p), n_yaw)
+    batch = torch.as_tensor(np.einsum("hij,nj->hni", H, sub), dtype=torch.float32)
+    dev = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    scores = net.score(batch.to(dev)).cpu().numpy()
+    net.train(was_training)
+    return H[int(scores.argmax())].T, scores
