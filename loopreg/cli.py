@@ -56,10 +56,15 @@ def _cmd_register(args: argparse.Namespace) -> int:
     from loopreg.data.scan_io import ScanError
     from loopreg.fit.pipeline import RegisterOptions, register_scan
 
-    opts = RegisterOptions(
-        units=args.units, up=args.up, offsets=args.offsets, model=args.model, device=args.device
-    )
     try:
+        opts = RegisterOptions(
+            units=args.units,
+            up=args.up,
+            offsets=args.offsets,
+            model=args.model,
+            device=args.device,
+            formats=args.formats,  # "obj,ply": parsed and checked by RegisterOptions
+        )
         report = register_scan(Path(args.scan), Path(args.out), opts, None if args.quiet else _progress_bar)
     except (ScanError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
@@ -136,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--offsets", action=argparse.BooleanOptionalAction, default=False)
     reg.add_argument("--model", default=None, help="body model name or .npz path (default: free model)")
     reg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    reg.add_argument(
+        "--formats", default="obj", help="body mesh formats, comma-separated: obj,ply,glb (body.obj always)"
+    )
     reg.add_argument("--quiet", action="store_true", help="no progress bar")
     reg.set_defaults(func=_cmd_register)
 

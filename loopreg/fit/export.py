@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,41 @@ def write_params(path: Path, fit, to_scan: np.ndarray, model_meta: dict, units: 
     return params
 
 
+MESH_FORMATS = ("obj", "ply", "glb")  # body meshes; OBJ is always written (the contract's body.obj)
+
+
+def parse_formats(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Mesh formats from "obj,ply" or a sequence, lower-cased, in order, without repeats.
+
+    Raises ValueError naming the first unknown format (the CLI turns it into exit code 2).
+    """
+    items = value.split(",") if isinstance(value, str) else list(value or ())
+    out: list[str] = []
+    for item in (str(i).strip() for i in items):
+        fmt = item.lower().lstrip(".")
+        if not fmt:
+            continue
+        if fmt not in MESH_FORMATS:
+            choices = ",".join(MESH_FORMATS)
+            raise ValueError(f"unknown mesh format {item!r} in formats (choose from {choices})")
+        if fmt not in out:
+            out.append(fmt)
+    return tuple(out) or ("obj",)
+
+
 def write_mesh(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
     trimesh.Trimesh(vertices, faces, process=False).export(path)
+
+
+def write_meshes(
+    out_dir: Path, stem: str, vertices: np.ndarray, faces: np.ndarray, formats: Iterable[str] = ("obj",)
+) -> list[Path]:
+    """`stem`.obj, plus `stem`.ply / `stem`.glb when asked for; the paths written."""
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    paths = [out_dir / f"{stem}.{fmt}" for fmt in ("obj", *(f for f in formats if f != "obj"))]
+    for path in paths:
+        mesh.export(path)
+    return paths
 
 
 def write_scan_parts(path: Path, points: np.ndarray, faces: np.ndarray | None, labels: np.ndarray) -> None:
