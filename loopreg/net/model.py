@@ -57,6 +57,9 @@ class NetOutput:
         return self.logits.argmax(-1)
 
 
+SMALL_SET = 1024  # up to this many points, neighbours come from a batched torch.cdist
+
+
 def normalise_points(points: torch.Tensor) -> torch.Tensor:
     """(B,N,3) -> centred at the bounding-box centre, divided by the 95th-percentile radius / 0.9."""
     lo, hi = points.min(1, keepdim=True).values, points.max(1, keepdim=True).values
@@ -66,8 +69,9 @@ def normalise_points(points: torch.Tensor) -> torch.Tensor:
 
 
 def knn(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(B,N,k) indices of each point's k nearest neighbours (itself included); KD-tree on the CPU."""
-    if x.is_cuda:
+    """(B,N,k) indices of each point's k nearest neighbours (itself included); KD-tree on the CPU
+    unless the sets are small (the orientation search's many small subsets: one batched cdist)."""
+    if x.is_cuda or x.shape[1] <= SMALL_SET:
         return torch.cdist(x, x).topk(k, dim=-1, largest=False).indices
     from scipy.spatial import cKDTree
 
@@ -78,7 +82,7 @@ def knn(x: torch.Tensor, k: int) -> torch.Tensor:
 
 def nearest(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(B,N,1) index of each point of x (B,N,3) in y (B,M,3)."""
-    if x.is_cuda:
+    if x.is_cuda or x.shape[1] * y.shape[1] <= SMALL_SET**2:
         return torch.cdist(x, y).argmin(-1, keepdim=True)
     from scipy.spatial import cKDTree
 
@@ -88,10 +92,11 @@ def nearest(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def gather(f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """f (B,N,C), idx (B,N,k) -> (B,N,k,C)."""
-    B, N, k = idx.shape
-    flat = idx.reshape(B, N * k, 1).expand(-1, -1, f.shape[-1])
-    return torch.gather(f, 1, flat).reshape(B, N, k, f.shape[-1])
+    """f (B,N,C), idx (B,M,k) -> (B,M,k,C); row indexing of the flattened batch (faster than
+    torch.gather with an expanded index on the CPU)."""
+    B, M, k = idx.shape
+    flat = (idx + torch.arange(B, device=idx.device)[:, None, None] * f.shape[1]).reshape(-1)
+    return f.reshape(-1, f.shape[-1])[flat].reshape(B, M, k, f.shape[-1])
 
 
 class EdgeConv(nn.Module):
