@@ -18,6 +18,7 @@ from scipy.spatial import cKDTree
 from loopreg.body import BodyModel
 
 Progress = Callable[[str, float], None]
+_PARAM_KEYS = ("betas", "global_orient", "body_pose", "transl")
 
 
 @dataclass
@@ -45,6 +46,8 @@ class SurfaceFitConfig:
     robust_m: float = 0.05  # Geman-McClure scale of the body->scan term
     pose_weight: float = 1e-3
     shape_weight: float = 1e-3
+    init_iters: int = 100  # full-stage iterations when started from given parameters (`init`)
+    init_lr: float = 0.01  # ... and their Adam step (the start is close: smaller than `lr`)
 
 
 def _yaw_axis_angle(yaws_deg: tuple[float, ...]) -> torch.Tensor:
@@ -72,6 +75,16 @@ def chamfer_terms(
     return s2b.mean(1), b2s.mean(1) * robust_m**2
 
 
+def surface_loss(vertices: torch.Tensor, scan: torch.Tensor, cfg: SurfaceFitConfig | None = None) -> float:
+    """The surface fit's data term (scan->body + weighted robust body->scan) of one body (V,3): comparable
+    between fits of the same scan points whatever their other terms."""
+    cfg = cfg or SurfaceFitConfig()
+    scan = scan.to(vertices.device, vertices.dtype)
+    with torch.no_grad():
+        s2b, b2s = chamfer_terms(vertices[None], scan, cKDTree(scan.cpu().numpy()), cfg.robust_m)
+    return float(s2b[0] + cfg.body_to_scan * b2s[0])
+
+
 def _rodrigues(aa: torch.Tensor) -> torch.Tensor:
     from smplx.lbs import batch_rodrigues
 
@@ -87,6 +100,8 @@ def fit_surface(
     corr: torch.Tensor | None = None,
     corr_weights: torch.Tensor | None = None,
     extra_init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    init: dict[str, torch.Tensor] | None = None,
+    anchor: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
 ) -> FitResult:
     """Fit the model to scan points (N,3) in the normalised frame (metres, y up, centred).
 
@@ -95,12 +110,23 @@ def fit_surface(
     `keep` hypotheses then get the full pose/shape fit. With `corr` (a canonical point per scan point,
     weights `corr_weights`), stage 1 also scores the rigidly posed correspondences against the scan
     (a rigid loop loss), which tells front from back where a chamfer cannot.
+
+    With `init` (betas, global_orient, body_pose, transl of one body, e.g. the loop fit's result) the
+    hypotheses and the rigid stage are skipped: only the full stage runs from it, `cfg.init_iters`
+    iterations at `cfg.init_lr` (corr and extra_init are then unused). `anchor(params)` -> (K,) adds a
+    term to the full stage's loss, e.g. the loop loss of the loop fit's correspondences (params (K, n)).
     """
     cfg = cfg or SurfaceFitConfig()
     dev, dt = model.v_template.device, model.v_template.dtype
     scan = scan.to(dev, dt)
     tree = cKDTree(scan.cpu().numpy())
     report = progress or (lambda stage, frac: None)
+    if init is not None:
+        params = {k: init[k].to(dev, dt).reshape(1, -1).clone().requires_grad_(True) for k in _PARAM_KEYS}
+        keep = torch.zeros(1, dtype=torch.long)
+        return _full_stage(
+            model, scan, tree, cfg, params, cfg.init_iters, cfg.init_lr, pose_penalty, keep, report, anchor
+        )
     total = cfg.global_iters + cfg.full_iters
 
     rest = model.rest()
@@ -150,6 +176,29 @@ def fit_surface(
     for p in params.values():
         p.requires_grad_(True)
 
+    def stage_report(stage: str, frac: float) -> None:
+        report(stage, (cfg.global_iters + frac * cfg.full_iters) / total)
+
+    return _full_stage(
+        model, scan, tree, cfg, params, cfg.full_iters, cfg.lr, pose_penalty, keep, stage_report, anchor
+    )
+
+
+def _full_stage(
+    model: BodyModel,
+    scan: torch.Tensor,
+    tree: cKDTree,
+    cfg: SurfaceFitConfig,
+    params: dict[str, torch.Tensor],
+    iters: int,
+    lr: float,
+    pose_penalty: Callable[[torch.Tensor], torch.Tensor] | None,
+    keep: torch.Tensor,
+    report: Progress,
+    anchor: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+) -> FitResult:
+    """Pose/shape/translation fit of K hypotheses (params (K, n) leaves); returns the best one."""
+
     def loss_fn() -> tuple[torch.Tensor, torch.Tensor]:
         out = model(**params)
         s2b, b2s = chamfer_terms(out.vertices, scan, tree, cfg.robust_m)
@@ -158,16 +207,18 @@ def fit_surface(
         per = per + cfg.shape_weight * params["betas"].pow(2).sum(1) * 1e-2
         if pose_penalty is not None:
             per = per + 1e-3 * pose_penalty(params["body_pose"])
+        if anchor is not None:
+            per = per + anchor(params)
         return per, out
 
-    opt = torch.optim.Adam(list(params.values()), lr=cfg.lr)
-    for it in range(cfg.full_iters):
+    opt = torch.optim.Adam(list(params.values()), lr=lr)
+    for it in range(iters):
         opt.zero_grad()
         per, _ = loss_fn()
         per.sum().backward()
         opt.step()
         if it % 10 == 9:
-            report("fit_surface", (cfg.global_iters + it + 1) / total)
+            report("fit_surface", (it + 1) / iters)
     with torch.no_grad():
         per, out = loss_fn()
     best = int(per.argmin())

@@ -1,0 +1,352 @@
+"""LoopReg's test-time fit: pose, shape, translation through the diffused body field; free correspondences.
+
+Input: scan points p (N,3) in the normalised model frame (metres, y up), a canonical point x per scan point
+(the network's prediction, on or near the rest template) with a confidence weight, and a rigid start
+(global_orient, transl), e.g. from a robust Procrustes of x onto p.
+
+- Stage A, fixed correspondences: one field lookup at x, reused; minimise the weighted Geman-McClure loop
+  loss rho(|W(x; theta, beta) + t - p|) (its scale shrinks over the iterations) + a pose prior (joint-limit
+  violation and a small |theta|^2) + a shape prior |beta|^2. Rigid (global_orient, transl) first, then all.
+- Stage B, free correspondences (LoopReg's test-time refinement): x becomes a variable too, with a term
+  |x - closest(x)|^2 that keeps it on the canonical surface; theta, beta, t continue. The field is looked up
+  again every `relookup_every` iterations; in between, closest(x) is linearised (it slides with x along the
+  tangent plane, so only the normal offset is penalised) and the blend shapes and weights stay those of the
+  last lookup. Gradients move x only locally, so every `reassign_every` iterations a correspondence whose
+  loop residual is large while its scan point lies on the posed body takes the canonical position of the
+  posed body's nearest vertex instead (a wrong network correspondence, e.g. on the other arm).
+
+Speed: `LoopPoser` gathers the blend shapes and skinning weights at the points once per lookup, so an
+iteration is two mat-vecs and the kinematic chain (~5 ms for 3000 points on one CPU core). Everything runs on
+the field's device; a reassignment makes one KD-tree query on the CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+from smplx.lbs import batch_rigid_transform, batch_rodrigues
+
+from loopreg.body import BodyModel
+from loopreg.body.field import BodyField, FieldSample
+from loopreg.data.poses import limit_violation
+
+PARAM_KEYS = ("betas", "global_orient", "body_pose", "transl")
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class LoopFitConfig:
+    rigid_iters: int = 15  # global_orient and transl only
+    iters_a: int = 120  # stage A: fixed correspondences, all parameters
+    iters_b: int = 40  # stage B: free correspondences
+    lr: float = 0.1  # Adam, parameters (radians, metres, betas); decays to lr * lr_decay over stage A
+    lr_decay: float = 0.1
+    lr_b: float = 0.005  # stage B, parameters (decaying to lr_b * lr_decay)
+    lr_canon: float = 0.004  # stage B, canonical points (m)
+    robust_start_m: float = 0.15  # Geman-McClure scale: rigid stage and start of stage A ...
+    robust_end_m: float = 0.05  # ... shrinking geometrically to this at the end of stage A
+    robust_b_m: float = 0.05  # stage B
+    limit_weight: float = 1e-3  # limit_violation(body_pose) (rad^2)
+    pose_weight: float = 1e-6  # |body_pose|^2 (rad^2)
+    shape_weight: float = 1e-6  # |betas|^2
+    surface_weight: float = 10.0  # stage B: |x - closest(x)|^2 relative to the squared loop residual
+    relookup_every: int = 5  # stage B: iterations between field lookups at the moving points
+    reassign: bool = True  # stage B: replace wrong correspondences by the posed body's nearest vertex
+    reassign_every: int = 10  # iterations of stage B between reassignments (the first at its start)
+    reassign_far_m: float = 0.08  # a correspondence is suspect when its loop residual is above this ...
+    reassign_near_m: float = 0.03  # ... while its scan point is this close to the posed body
+    inlier_m: float = 0.03  # `inliers`: share of final loop residuals below this
+    agree_m: float = 0.10  # `agreement`: share of the given correspondences' residuals below this
+
+
+@dataclass
+class LoopFitResult:
+    betas: torch.Tensor  # (B,)
+    global_orient: torch.Tensor  # (3,)
+    body_pose: torch.Tensor  # (69,)
+    transl: torch.Tensor  # (3,)
+    canon: torch.Tensor  # (N,3) refined canonical points
+    loss: float  # final objective (robust loop + surface + priors)
+    stage_losses: dict[str, float] = field(default_factory=dict)  # objective at the end of each stage
+    agreement: float = 0.0  # weighted share of the given correspondences within agree_m after stage A
+    inliers: float = 0.0  # weighted share of the final correspondences within inlier_m (after stage B)
+    reassigned: int = 0  # correspondences replaced in stage B (distinct points)
+
+    def as_init(self) -> dict[str, torch.Tensor]:
+        """The parameters as `fit_surface(init=...)` takes them."""
+        return {k: getattr(self, k) for k in PARAM_KEYS}
+
+
+class LoopPoser:
+    """`BodyField.pose_sample` of N canonical points with their blend shapes and weights gathered once.
+
+    A sparse (N, V) interpolation matrix gathers the shape and pose blend shapes at the points; joints come
+    from the shape-dependent joint regression. Calling it poses the points x (N,3) (by default those of the
+    lookup: then it equals pose_sample up to float rounding; moved points keep the lookup's blend shapes and
+    weights). Differentiable w.r.t. the parameters and x.
+    """
+
+    def __init__(self, body_field: BodyField, sample: FieldSample, num_betas: int, posedirs_v=None):
+        f, N, K = body_field, sample.vids.shape[0], sample.vids.shape[-1]
+        V = f.v_template.shape[0]
+        if posedirs_v is None:
+            posedirs_v = posedirs_by_vertex(f)
+        rows = torch.arange(N, device=sample.vids.device)[:, None].expand(N, K)
+        idx = torch.stack([rows.reshape(-1), sample.vids.reshape(-1)])
+        M = torch.sparse_coo_tensor(
+            idx, sample.coef.detach().reshape(-1), (N, V), check_invariants=False
+        ).coalesce()
+        self.P = torch.sparse.mm(M, posedirs_v).reshape(N * 3, -1).T.contiguous()  # (P, N*3)
+        self.S = torch.sparse.mm(M, f.shapedirs[..., :num_betas].reshape(V, -1)).reshape(N, 3, num_betas)
+        self.W = sample.weights.detach()  # (N, J)
+        self.J0 = f.J_regressor @ f.v_template  # (J, 3)
+        self.Jdirs = torch.einsum("jv,vkl->jkl", f.J_regressor, f.shapedirs[..., :num_betas])  # (J,3,B)
+        self.parents = f.parents
+        self.eye = torch.eye(3, dtype=f.v_template.dtype, device=f.v_template.device)
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        betas: torch.Tensor,
+        global_orient: torch.Tensor,
+        body_pose: torch.Tensor,
+        transl: torch.Tensor,
+    ) -> torch.Tensor:
+        """Posed points (N,3) for one parameter set (betas (1,B) or (B,), axis-angles, transl (3,))."""
+        rot = batch_rodrigues(torch.cat([global_orient.reshape(-1, 3), body_pose.reshape(-1, 3)]))
+        b = betas.reshape(-1)
+        pose_off = ((rot[1:] - self.eye).reshape(1, -1) @ self.P).reshape(-1, 3)
+        xs = x + self.S @ b + pose_off
+        _, A = batch_rigid_transform(rot[None], (self.J0 + self.Jdirs @ b)[None], self.parents, dtype=x.dtype)
+        T = (self.W @ A[0].reshape(-1, 16)).reshape(-1, 4, 4)
+        return (T[:, :3, :3] @ xs[..., None])[..., 0] + T[:, :3, 3] + transl.reshape(1, 3)
+
+
+def posedirs_by_vertex(body_field: BodyField) -> torch.Tensor:
+    """The field's pose blend shapes as (V, 3*P), the layout a row-gather (sparse matrix) needs."""
+    V = body_field.v_template.shape[0]
+    return body_field.posedirs.T.reshape(V, -1).contiguous()
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals (V,3)."""
+    a, b, c = (vertices[faces[:, k]] for k in range(3))
+    fn = torch.linalg.cross(b - a, c - a)
+    vn = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), fn.repeat_interleave(3, 0))
+    return vn / vn.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def geman_mcclure(r2: torch.Tensor, scale: float) -> torch.Tensor:
+    """s^2 r^2 / (r^2 + s^2): ~r^2 for small residuals, saturating at s^2 for large ones (m^2)."""
+    return scale**2 * r2 / (r2 + scale**2)
+
+
+def _schedule(start: float, end: float, frac: float) -> float:
+    """Geometric interpolation from start (frac 0) to end (frac 1)."""
+    if start <= 0 or end <= 0:
+        return start + (end - start) * min(max(frac, 0.0), 1.0)
+    return start * (end / start) ** min(max(frac, 0.0), 1.0)
+
+
+def fit_loop(
+    model: BodyModel,
+    body_field: BodyField,
+    scan: torch.Tensor,
+    canon: torch.Tensor,
+    weights: torch.Tensor,
+    global_orient: torch.Tensor,
+    transl: torch.Tensor,
+    cfg: LoopFitConfig | None = None,
+    progress: Progress | None = None,
+) -> LoopFitResult:
+    """Fit the body to scan points (N,3) through their canonical correspondences canon (N,3), weights (N,).
+
+    All in the normalised model frame; global_orient (3,) axis-angle and transl (3,) start the fit (smplx
+    convention: rotation about the root joint, then translation). Runs on the field's device.
+    `progress(stage, fraction)` is called with stage "fit_loop" every 10 iterations.
+    """
+    cfg = cfg or LoopFitConfig()
+    report = progress or (lambda stage, frac: None)
+    total, done = max(cfg.rigid_iters + cfg.iters_a + cfg.iters_b, 1), 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if done % 10 == 0:
+            report("fit_loop", done / total)
+
+    ref = body_field.v_template
+    dev, dt = ref.device, ref.dtype
+    scan, canon = scan.to(dev, dt).reshape(-1, 3), canon.to(dev, dt).reshape(-1, 3)
+    w = weights.to(dev, dt).reshape(-1).clamp_min(0)
+    w = w / w.sum() if float(w.sum()) > 0 else torch.full_like(w, 1.0 / max(len(w), 1))
+    nb = model.num_betas
+    params = {
+        "betas": torch.zeros(nb, device=dev, dtype=dt),
+        "global_orient": global_orient.to(dev, dt).reshape(3).clone(),
+        "body_pose": torch.zeros(69, device=dev, dtype=dt),
+        "transl": transl.to(dev, dt).reshape(3).clone(),
+    }
+    for p in params.values():
+        p.requires_grad_(True)
+    posedirs_v = posedirs_by_vertex(body_field)
+
+    def priors() -> torch.Tensor:
+        bp = params["body_pose"]
+        return (
+            cfg.limit_weight * limit_violation(bp[None]).sum()
+            + cfg.pose_weight * bp.square().sum()
+            + cfg.shape_weight * params["betas"].square().sum()
+        )
+
+    stage_losses: dict[str, float] = {}
+    # stage A: fixed correspondences, one lookup -------------------------------------------------------
+    with torch.no_grad():
+        poser = LoopPoser(body_field, body_field.lookup(canon), nb, posedirs_v)
+    opt = torch.optim.Adam([params["global_orient"], params["transl"]], lr=cfg.lr)
+    r2 = None
+    for _ in range(cfg.rigid_iters):
+        r2 = (poser(canon, **params) - scan).square().sum(-1)
+        loss = (w * geman_mcclure(r2, cfg.robust_start_m)).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tick()
+        stage_losses["rigid"] = float(loss.detach())
+    opt = torch.optim.Adam(list(params.values()), lr=cfg.lr)
+    for it in range(cfg.iters_a):
+        frac = it / max(cfg.iters_a - 1, 1)
+        opt.param_groups[0]["lr"] = _schedule(cfg.lr, cfg.lr * cfg.lr_decay, frac)
+        r2 = (poser(canon, **params) - scan).square().sum(-1)
+        loss = (w * geman_mcclure(r2, _schedule(cfg.robust_start_m, cfg.robust_end_m, frac))).sum() + priors()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tick()
+        stage_losses["a"] = float(loss.detach())
+
+    agreement = 0.0
+    if r2 is not None:
+        agreement = float((w * (r2.detach() < cfg.agree_m**2)).sum())
+
+    # stage B: free correspondences ----------------------------------------------------------------------
+    x = canon.clone().requires_grad_(True)
+    normals = vertex_normals(body_field.v_template, body_field.faces)
+    opt = torch.optim.Adam([{"params": list(params.values())}, {"params": [x]}], lr=cfg.lr_b)
+    moved = torch.zeros(len(x), dtype=torch.bool, device=dev)
+    x0 = n0 = d0 = None
+
+    def surface_r2() -> torch.Tensor:
+        """|x - closest(x)|^2 with closest linearised at the last lookup: the normal offset counts."""
+        return (d0 + n0 * ((x - x0) * n0).sum(-1, keepdim=True)).square().sum(-1)
+
+    for it in range(cfg.iters_b):
+        relook = it % max(cfg.relookup_every, 1) == 0
+        if cfg.reassign and r2 is not None and it % max(cfg.reassign_every, 1) == 0:
+            hit = _reassign(model, params, scan, x, r2.detach(), opt, cfg, body_field.v_template)
+            moved |= hit
+            relook = relook or bool(hit.any())
+        if relook:
+            with torch.no_grad():
+                sample = body_field.lookup(x)
+                poser = LoopPoser(body_field, sample, nb, posedirs_v)
+                x0, d0 = x.detach().clone(), x.detach() - sample.closest
+                n0 = BodyField.interp(sample.vids, sample.coef, normals)
+                n0 = n0 / n0.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        frac = it / max(cfg.iters_b - 1, 1)
+        opt.param_groups[0]["lr"] = _schedule(cfg.lr_b, cfg.lr_b * cfg.lr_decay, frac)
+        opt.param_groups[1]["lr"] = _schedule(cfg.lr_canon, cfg.lr_canon * cfg.lr_decay, frac)
+        r2 = (poser(x, **params) - scan).square().sum(-1)
+        data = geman_mcclure(r2, cfg.robust_b_m) + cfg.surface_weight * surface_r2()
+        loss = (w * data).sum() + priors()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tick()
+
+    # final objective, with a fresh lookup at the final points ---------------------------------------------
+    with torch.no_grad():
+        sample = body_field.lookup(x)
+        r2 = (body_field.pose_sample(x, sample, **{k: v[None] for k, v in params.items()})[0] - scan).square()
+        r2 = r2.sum(-1)
+        scale = cfg.robust_b_m if cfg.iters_b else cfg.robust_end_m
+        surface = (x - sample.closest).square().sum(-1) if cfg.iters_b else torch.zeros_like(r2)
+        final = float((w * (geman_mcclure(r2, scale) + cfg.surface_weight * surface)).sum() + priors())
+        inliers = float((w * (r2 < cfg.inlier_m**2)).sum())
+    if cfg.iters_b:
+        stage_losses["b"] = final
+    report("fit_loop", 1.0)
+    return LoopFitResult(
+        **{k: v.detach() for k, v in params.items()},
+        canon=x.detach(),
+        loss=final,
+        stage_losses=stage_losses,
+        agreement=agreement,
+        inliers=inliers,
+        reassigned=int(moved.sum()),
+    )
+
+
+@torch.no_grad()
+def _reassign(
+    model: BodyModel,
+    params: dict[str, torch.Tensor],
+    scan: torch.Tensor,
+    x: torch.Tensor,
+    r2: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    cfg: LoopFitConfig,
+    template: torch.Tensor,
+) -> torch.Tensor:
+    """Give suspect correspondences the canonical position of the posed body's nearest vertex, in place.
+
+    Suspect: the loop residual exceeds reassign_far_m while the scan point is within reassign_near_m of the
+    posed body (the body is there, the correspondence disagrees with it). Returns the mask (N,).
+    """
+    verts = model(**{k: v.detach()[None] for k, v in params.items()}).vertices[0]
+    dist, vid = cKDTree(verts.cpu().numpy()).query(scan.cpu().numpy(), k=1)
+    dist = torch.as_tensor(dist, device=x.device, dtype=x.dtype)
+    vid = torch.as_tensor(np.asarray(vid, dtype=np.int64), device=x.device)
+    hit = (r2 > cfg.reassign_far_m**2) & (dist < cfg.reassign_near_m)
+    x[hit] = template[vid[hit]]
+    state = opt.state.get(x, {})
+    for key in ("exp_avg", "exp_avg_sq"):  # moved points start their Adam moments afresh
+        if key in state:
+            state[key][hit] = 0
+    return hit
+
+
+def loop_anchor(
+    body_field: BodyField,
+    scan: torch.Tensor,
+    result: LoopFitResult,
+    weights: torch.Tensor,
+    scale_m: float,
+    weight: float,
+) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    """The loop loss of a loop fit's final correspondences as a function of (K, n) parameters -> (K,).
+
+    weight * sum_i w_i rho(|W(x_i; theta, beta) + t - p_i|), Geman-McClure with scale_m. For
+    `fit_surface(anchor=...)`: it keeps the surface fit near the correspondences' answer (under clothing).
+    """
+    ref = body_field.v_template
+    x = result.canon.to(ref.device, ref.dtype)
+    scan = scan.to(ref.device, ref.dtype).reshape(-1, 3)
+    w = weights.to(ref.device, ref.dtype).reshape(-1).clamp_min(0)
+    w = w / w.sum() if float(w.sum()) > 0 else torch.full_like(w, 1.0 / max(len(w), 1))
+    with torch.no_grad():
+        poser = LoopPoser(body_field, body_field.lookup(x), result.betas.shape[-1])
+
+    def anchor(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        K = params["transl"].shape[0]
+        out = []
+        for k in range(K):  # hypotheses (one when started from a loop fit)
+            posed = poser(x, **{key: params[key][k] for key in PARAM_KEYS})
+            out.append((w * geman_mcclure((posed - scan).square().sum(-1), scale_m)).sum())
+        return weight * torch.stack(out)
+
+    return anchor
