@@ -1,7 +1,9 @@
-"""scan -> normalise -> (correspond) -> fit -> export: one registration, with progress reports.
+"""scan -> normalise -> correspond -> fit -> refine -> export: one registration, with progress reports.
 
-Until the correspondence network lands (issue #4) the fit is the surface fit from the rest pose
-under several yaw hypotheses (the benchmark's baseline); the network plugs in before `fit`.
+correspond: the shipped network (orientation search, then parts + canonical points) and a robust
+Procrustes pose; fit: the LoopReg loop fit through the diffused field (fixed, then free correspondences);
+refine: a surface fit anchored by the loop loss, optional per-vertex offsets. Without network weights
+(or `network=False`) the fit is the surface fit from rest-pose yaw hypotheses: the benchmark's baseline.
 """
 
 from __future__ import annotations
