@@ -152,17 +152,21 @@ def test_shipped_weights_run_on_a_scan():
     if net is None:
         pytest.skip("no shipped weights in model_store")
     assert file_sha256(shipped_weights()) == read_manifest()["weights"]["corrnet"]["sha256"]
-    model = BodyModel.load()
-    with torch.no_grad():
-        v = model(betas=torch.zeros(1, model.num_betas)).vertices[0].numpy()
     from scipy.spatial.transform import Rotation
 
-    R = Rotation.from_rotvec([0.4, 2.5, -0.3]).as_matrix()
-    pred = net.predict(v @ R.T * 100.0)  # a rest-pose body "scan" in cm, turned any way
+    from loopreg.data.poses import sample_poses
+
+    model = BodyModel.load()
+    pose = sample_poses(1, seed=1234, names=["a_pose"], yaw_deg=0.0, mirror_prob=0.0)
+    with torch.no_grad():
+        out = model(betas=torch.zeros(1, model.num_betas), body_pose=pose.body_pose)
+    v, rest = out.vertices[0].numpy().astype(np.float64), model.v_template.numpy()
+    R = Rotation.from_rotvec([0.4, 2.5, -0.3]).as_matrix()  # the body's root frame is the identity
+    pred = net.predict(v @ R.T * 100.0)  # an A-pose body "scan" in cm, turned any way
     assert pred.parts.shape == (len(v),) and np.isfinite(pred.canon).all()
     assert np.degrees(np.arccos((np.trace(pred.axes.T @ R) - 1) / 2)) < 30  # the orientation found
     assert (pred.parts == model.parts.numpy()).mean() > 0.8  # and most parts right
-    assert np.median(np.linalg.norm(pred.canon - v, axis=1)) < 0.05
+    assert np.median(np.linalg.norm(pred.canon - rest, axis=1)) < 0.05
 
 
 def test_selfsup_runs_and_resumes(tmp_path):
