@@ -129,7 +129,8 @@ class FitPlan:
     The surface fit starts from the loop fit (a short, low-rate run) and can keep its correspondences' loop
     loss as an anchor (anchor_weight). Off by default: with the shipped network, on the first 10 scans of the
     n=32 bench suites, anchor 1.0 / 0.2 / 0 gave V2V mean 2.01 / 1.26 / 1.06 cm (minimal) and 4.21 / 4.24 /
-    4.17 cm (clothed; median 3.10 / 2.76 / 2.51): the anchor keeps the network's correspondence bias.
+    4.17 cm (clothed; median 3.10 / 2.76 / 2.51): the anchor keeps the network's correspondence bias
+    (scripts/anchor_ablation.py).
 
     The safety net (`fallback`) is the surface fit from hypotheses (the four yaws + the correspondences'
     Procrustes pose; ~3x the loop path's time); the fit with the lower surface data term (`surface_loss`)
