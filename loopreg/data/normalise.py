@@ -51,14 +51,17 @@ def detect_up(points: np.ndarray) -> str:
 
 def up_rotation(up: str) -> np.ndarray:
     """Rotation taking the scan's up axis to +y (right-handed, proper rotation)."""
-    sign = -1.0 if up.startswith("-") else 1.0
-    axis = AXES[up.lstrip("+-")]
     u = np.zeros(3)
-    u[axis] = sign
+    u[AXES[up.lstrip("+-")]] = -1.0 if up.startswith("-") else 1.0
+    return rotation_to_y(u)
+
+
+def rotation_to_y(u: np.ndarray) -> np.ndarray:
+    """Proper rotation taking unit vector u to +y (Rodrigues; 180 degrees about x for u = -y)."""
     y = np.array([0.0, 1.0, 0.0])
     v, c = np.cross(u, y), float(u @ y)
-    if c < -0.999:
-        return np.diag([1.0, -1.0, -1.0])  # 180 degrees about x
+    if c < -0.9999:
+        return np.diag([1.0, -1.0, -1.0])
     K = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
     return np.eye(3) + K + K @ K / (1 + c)
 

@@ -33,6 +33,7 @@ from smplx.lbs import batch_rigid_transform, batch_rodrigues
 from loopreg.body import BodyModel
 from loopreg.body.field import BodyField, FieldSample
 from loopreg.data.poses import limit_violation
+from loopreg.fit.offsets import vertex_normals
 
 PARAM_KEYS = ("betas", "global_orient", "body_pose", "transl")
 Progress = Callable[[str, float], None]
@@ -130,14 +131,6 @@ def posedirs_by_vertex(body_field: BodyField) -> torch.Tensor:
     """The field's pose blend shapes as (V, 3*P), the layout a row-gather (sparse matrix) needs."""
     V = body_field.v_template.shape[0]
     return body_field.posedirs.T.reshape(V, -1).contiguous()
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals (V,3)."""
-    a, b, c = (vertices[faces[:, k]] for k in range(3))
-    fn = torch.linalg.cross(b - a, c - a)
-    vn = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), fn.repeat_interleave(3, 0))
-    return vn / vn.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def geman_mcclure(r2: torch.Tensor, scale: float) -> torch.Tensor:

@@ -13,17 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from loopreg.data.normalise import rotation_to_y
 from loopreg.net.model import CorrNet
-
-
-def rotation_to_y(u: np.ndarray) -> np.ndarray:
-    """Proper rotation taking unit vector u to +y."""
-    y = np.array([0.0, 1.0, 0.0])
-    v, c = np.cross(u, y), float(u @ y)
-    if c < -0.9999:
-        return np.diag([1.0, -1.0, -1.0])
-    K = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + K + K @ K / (1 + c)
 
 
 def up_candidates(points: np.ndarray, min_deg: float = 25.0) -> np.ndarray:
