@@ -196,3 +196,20 @@ def test_pipeline_fit_from_correspondences(model, cases):
     assert set(timings) == {"loop_fit", "fit"} and "fit_loop" in stages and "fit_surface" in stages
     assert info["fallback_surface_loss"] is None and info["inliers"] > 0.95
     assert "fit_fallback" not in stages
+
+
+def test_pipeline_keeps_the_orientation_with_more_loop_inliers(model, cases):
+    """An ambiguous orientation search gives two correspondence sets; the loop fit keeps the right one,
+    whichever of the two it is."""
+    from loopreg.fit.pipeline import FitPlan, fit_correspondences
+
+    c = cases[1]
+    right = {"corr": c["canon"], "corr_weights": torch.ones(N_POINTS), "extra_init": (c["orient"], c["transl"])}
+    flip = torch.tensor([-1.0, 1.0, -1.0])  # the body facing back: canonical x and z mirrored
+    wrong = {**right, "corr": c["canon"] * flip}
+    plan = FitPlan(fallback="never")
+    fit, info = fit_correspondences(model, c["scan"], wrong, plan, alternative=right)
+    assert info["orientation"].startswith("search runner-up")
+    assert float((fit.vertices - c["verts"]).norm(dim=-1).mean()) < 0.01
+    fit, info = fit_correspondences(model, c["scan"], right, plan, alternative=wrong)
+    assert info["orientation"] == "search winner"

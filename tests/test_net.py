@@ -1,4 +1,4 @@
-"""CorrNet: shapes, a tiny overfit, labels, Procrustes init, self-supervised loss, shipped weights."""
+"""CorrNet: shapes, a tiny overfit, labels, self-supervised terms and run, shipped weights."""
 
 from __future__ import annotations
 
@@ -110,35 +110,30 @@ def test_label_points_on_body_surface():
     assert (part == parts[ids]).mean() > 0.95
 
 
-def test_procrustes_recovers_similarity():
-    from smplx.lbs import batch_rodrigues
-
-    from loopreg.net.selfsup import matrix_to_axis_angle, procrustes
-
-    g = torch.Generator().manual_seed(1)
-    src = torch.randn(2, 200, 3, generator=g)
-    aa = torch.tensor([[0.3, -1.0, 2.0], [0.0, 0.1, 0.0]])
-    R = batch_rodrigues(aa)
-    dst = 1.7 * src @ R.transpose(1, 2) + torch.tensor([1.0, 2.0, 3.0])
-    R2, t, s = procrustes(src, dst, torch.ones(2, 200))
-    assert torch.allclose(R2, R, atol=1e-4) and torch.allclose(s, torch.full((2,), 1.7), atol=1e-4)
-    assert torch.allclose(batch_rodrigues(matrix_to_axis_angle(R)), R, atol=1e-4)
-
-
-def test_selfsup_terms_finite():
+def test_selfsup_terms_and_self_labels():
     from loopreg.body import BodyModel
     from loopreg.body.field import BodyField
-    from loopreg.net.selfsup import SelfSupConfig, init_params, loop_losses
+    from loopreg.net.selfsup import PARAM_KEYS, SelfSupConfig, loop_terms, self_labels
 
     model = BodyModel.load()
     field = BodyField.for_model(model.data)
     net = CorrNet(SMALL)
-    pts = model.v_template[None, ::20] + torch.tensor([0.0, 0.0, 0.1])
-    p = {k: v.requires_grad_(True) for k, v in init_params(net, pts, model.num_betas).items()}
-    terms = loop_losses(net, field, model, pts, p, SelfSupConfig())
-    terms["total"].backward()
+    pts = model.v_template[None, ::20].clone()
+    zeros = {"betas": torch.zeros(1, model.num_betas), "global_orient": torch.zeros(1, 3),
+             "body_pose": torch.zeros(1, 69), "transl": torch.zeros(1, 3)}  # fmt: skip
+    p = {k: zeros[k].clone().requires_grad_(True) for k in PARAM_KEYS}
+    terms = loop_terms(field, model, pts, net(pts).canon, p, SelfSupConfig())
+    sum(terms.values()).backward()
     assert all(torch.isfinite(v) for v in terms.values())
-    assert torch.isfinite(p["body_pose"].grad).all()
+    assert torch.isfinite(p["body_pose"].grad).all() and p["body_pose"].grad.abs().sum() > 0
+    # the rest-pose body labels its own vertices: canonical point = the vertex, part = the vertex's part
+    parts, canon = self_labels(model, zeros, pts)
+    assert torch.allclose(canon[0], pts[0], atol=1e-4)
+    assert (parts[0] == model.parts[::20]).float().mean() > 0.95
+    # and a shifted body shifts nothing in the labels
+    moved = {**zeros, "transl": torch.tensor([[0.0, 0.3, 0.0]])}
+    _, canon2 = self_labels(model, moved, pts + torch.tensor([0.0, 0.3, 0.0]))
+    assert torch.allclose(canon2, canon, atol=1e-4)
 
 
 def test_shipped_weights_run_on_a_scan():
@@ -175,13 +170,23 @@ def test_selfsup_runs_and_resumes(tmp_path):
 
     model = BodyModel.load()
     v = model.v_template.numpy()
+    scans = tmp_path / "scans"
+    scans.mkdir()
     for i in range(2):  # two unlabelled "scans" as point-cloud files, in cm
-        np.save(tmp_path / f"scan{i}.npy", (v[i::3] + [0.0, 0.0, 0.05 * i]) * 100.0)
+        np.save(scans / f"scan{i}.npy", (v[i::3] + [0.0, 0.0, 0.05 * i]) * 100.0)
+    shards = tmp_path / "labelled"  # a labelled shard: the rest-pose body, labels = its own vertices
+    shards.mkdir()
+    ids = np.random.default_rng(0).choice(len(v), size=(3, 400))
+    np.savez(shards / "shard_0000.npz", points=v[ids], parts=model.parts.numpy()[ids].astype(np.int8),
+             canon=v[ids], suite=np.zeros(3, np.int8), global_orient=np.zeros((3, 3)))  # fmt: skip
     init = save_weights(tmp_path / "w.pt", CorrNet(SMALL), {})
-    cfg = SelfSupConfig(epochs=2, param_epochs=1, n_points=256, batch_size=2, inner_steps=2)
+    cfg = SelfSupConfig(steps=2, n_points=256, batch_size=2, labelled_batch=2, min_inliers=0.0, save_every=1)
     out, state = tmp_path / "ss.pt", tmp_path / "state.pt"
-    res = selfsup(tmp_path, init, out, state, cfg)
-    assert [h["joint"] for h in res["history"]] == [False, True] and out.exists()
-    cfg.epochs = 3
-    res = selfsup(tmp_path, init, out, state, cfg)  # resumes at epoch 2
-    assert [h["epoch"] for h in res["history"]] == [3]
+    res = selfsup(scans, init, out, state, cfg, labelled=shards)
+    assert [h["step"] for h in res["history"]] == [2] and out.exists()
+    assert {"loop", "self", "sup", "score"} <= set(res["history"][0])
+    assert all(np.isfinite(v) for v in res["history"][0].values())
+    cfg.steps = 3
+    res = selfsup(scans, init, out, state, cfg, labelled=shards)  # resumes at step 2: no new fits
+    assert [h["step"] for h in res["history"]] == [3]
+    assert torch.load(state, weights_only=True)["step"] == 3

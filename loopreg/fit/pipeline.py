@@ -100,13 +100,25 @@ def get_network(device: torch.device):
 
 
 def correspondences(net, model: BodyModel, points: np.ndarray, seed: int) -> dict:
-    """Predicted canonical points for the fit points, their confidence, and a robust Procrustes pose."""
+    """Predicted canonical points for the fit points, their confidence, and a robust Procrustes pose; also
+    the orientation search's runner-up (its axes, and how far its score trails the winner's)."""
+    pred = net.predict(points, seed=seed)
+    out = _from_labels(model, points, pred.parts, pred.canon, pred.prob.max(1))
+    out["runner_up"] = (pred.runner_up_axes, pred.orientation_score - pred.runner_up_score)
+    return out
+
+
+def correspondences_oriented(net, model: BodyModel, points: np.ndarray, axes: np.ndarray, seed: int) -> dict:
+    """As `correspondences`, with the body's axes given (e.g. the orientation search's runner-up)."""
+    parts, canon, prob = net.predict_oriented((points @ axes).astype(np.float32), seed)
+    return _from_labels(model, points, parts, canon, prob.max(1))
+
+
+def _from_labels(model: BodyModel, points: np.ndarray, parts, canon, conf) -> dict:
     from scipy.spatial.transform import Rotation
 
     from loopreg.fit.init import robust_procrustes
 
-    pred = net.predict(points, seed=seed)
-    canon, conf = pred.canon, pred.prob.max(1)
     R, t, _ = robust_procrustes(canon.astype(np.float64), points.astype(np.float64), conf)
     j0 = model.rest().joints[0, 0].detach().cpu().double().numpy()
     transl = t - j0 + R @ j0  # smplx rotates about the root joint
@@ -115,7 +127,7 @@ def correspondences(net, model: BodyModel, points: np.ndarray, seed: int) -> dic
         torch.as_tensor(transl, dtype=torch.float32),
     )
     return {
-        "parts": pred.parts,
+        "parts": parts,
         "corr": torch.as_tensor(canon, dtype=torch.float32),
         "corr_weights": torch.as_tensor(conf, dtype=torch.float32),
         "extra_init": init,
@@ -153,6 +165,7 @@ class FitPlan:
     fallback_inliers: float = 0.6
     fallback_margin: float = 0.3
     fallback_corr: bool = False
+    orientation_margin: float = 1.5  # runner-up orientation within this score (logit) of the winner: fit both
 
 
 def fit_correspondences(
@@ -163,10 +176,14 @@ def fit_correspondences(
     model_name: str | None = None,
     progress: Progress | None = None,
     timings: dict[str, float] | None = None,
+    alternative: dict | None = None,
 ) -> tuple[FitResult, dict]:
     """Loop fit from the correspondences' Procrustes pose, then a surface fit from its result (+ fallback).
 
-    Returns the fit and a summary: method, the loop fit's agreement, the surface losses (loop path, fallback).
+    `alternative`: correspondences from another orientation (the search's runner-up, when ambiguous); both
+    are loop-fitted and the one with more inliers is kept (LoopReg: the best hypothesis by loop loss).
+    Returns the fit and a summary: method, which orientation won, the loop fit's agreement, the surface
+    losses (loop path, fallback).
     """
     if plan.fallback not in ("auto", "always", "never"):
         raise ValueError(f"fallback must be auto, always or never, not {plan.fallback!r}")
@@ -178,6 +195,13 @@ def fit_correspondences(
     loop = fit_loop(
         model, body_field, scan, corr["corr"], corr["corr_weights"], orient, transl, plan.loop, report
     )
+    orientation = "search winner"
+    if alternative is not None:
+        o2, t2 = alternative["extra_init"]
+        w2 = alternative["corr_weights"]
+        loop2 = fit_loop(model, body_field, scan, alternative["corr"], w2, o2, t2, plan.loop)
+        if loop2.inliers > loop.inliers:
+            loop, corr, orientation = loop2, alternative, "search runner-up (more loop inliers)"
     timings["loop_fit"] = time.perf_counter() - t
     t = time.perf_counter()
     anchor = None
@@ -188,6 +212,7 @@ def fit_correspondences(
     fit = fit_surface(model, scan, plan.surface, report, limit_violation, init=loop.as_init(), anchor=anchor)
     info = {
         "method": "network correspondences + loop fit + surface fit",
+        "orientation": orientation,
         "agreement": loop.agreement,
         "inliers": loop.inliers,
         "surface_loss": surface_loss(fit.vertices, scan, plan.surface),
@@ -234,17 +259,22 @@ def register_loaded(
 
     scan_t = torch.as_tensor(sub, dtype=torch.float32)
     net = get_network(device) if options.network else None
-    corr, predicted = {}, None
+    plan = plan or FitPlan()
+    corr, alternative, predicted = {}, None, None
     if net is not None:
         t = time.perf_counter()
         corr = correspondences(net, model, sub, options.seed)
-        predicted = {"points": sub, "parts": corr.pop("parts"), "canon": corr["corr"].numpy()}
+        alt_axes, margin = corr.pop("runner_up")
+        if margin < plan.orientation_margin:  # ambiguous orientation: the loop fit decides
+            alternative = correspondences_oriented(net, model, sub, alt_axes, options.seed)
         timings["correspond"] = time.perf_counter() - t
         report("correspond", 1.0)
     if corr:
         fit, info = fit_correspondences(
-            model, scan_t, corr, plan or FitPlan(), options.model, report, timings
+            model, scan_t, corr, plan, options.model, report, timings, alternative
         )
+        used = alternative if info["orientation"].startswith("search runner-up") else corr
+        predicted = {"points": sub, "parts": used["parts"], "canon": used["corr"].numpy()}
         method = info["method"]
     else:
         t = time.perf_counter()

@@ -56,8 +56,10 @@ def _cmd_selfsup(args: argparse.Namespace) -> int:
     from loopreg.net.selfsup import SelfSupConfig, selfsup
 
     _threads(args.threads)
-    cfg = SelfSupConfig(epochs=args.epochs, seed=args.seed)
-    res = selfsup(Path(args.scans), Path(args.init), Path(args.out), Path(args.state), cfg, args.device, _log)
+    cfg = SelfSupConfig(steps=args.steps, batch_size=args.batch, seed=args.seed)
+    labelled = Path(args.labelled) if args.labelled else None
+    res = selfsup(Path(args.scans), Path(args.init), Path(args.out), Path(args.state), cfg, args.device,
+                  labelled, args.max_scans, _log)  # fmt: skip
     print(json.dumps(res, indent=1))
     return 0
 
@@ -119,7 +121,10 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", default=str(DEFAULT_WEIGHTS), help="warm-started weights")
     p.add_argument("--out", required=True, help="weights to write")
     p.add_argument("--state", default=str(CACHE_DIR / "net" / "selfsup_state.pt"), help="per-scan parameters")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--steps", type=int, default=300, help="joint steps after the per-scan fits")
+    p.add_argument("--batch", type=int, default=4, help="unlabelled scans per step")
+    p.add_argument("--labelled", default=None, help="also train on these labelled shards (semi-supervised)")
+    p.add_argument("--max-scans", type=int, default=None, help="labelled scans to use (default all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)

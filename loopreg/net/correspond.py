@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from loopreg.net.model import CorrNet
-from loopreg.net.orient import search
+from loopreg.net.orient import runner_up, search
 
 
 @dataclass
@@ -23,11 +23,14 @@ class Prediction:
     prob: np.ndarray  # (N,14) part probabilities
     axes: np.ndarray  # (3,3) body axes (left, up, forward) as columns, in the input frame
     orientation_score: float  # the winning hypothesis' logit
+    runner_up_axes: np.ndarray  # (3,3) the best hypothesis >= 90 degrees from the winner (e.g. facing back)
+    runner_up_score: float  # its logit: close to the winner's = an ambiguous orientation
 
 
 @torch.no_grad()
 def predict(net: CorrNet, points: np.ndarray, seed: int = 0) -> Prediction:
     p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    axes, scores = search(net, p, seed)
+    axes, scores, H = search(net, p, seed)
     parts, canon, prob = net.predict_oriented((p @ axes).astype(np.float32), seed)
-    return Prediction(parts, canon, prob, axes, float(scores.max()))
+    alt = runner_up(H, scores)
+    return Prediction(parts, canon, prob, axes, float(scores.max()), H[alt].T, float(scores[alt]))

@@ -38,9 +38,12 @@ def hypotheses(ups: np.ndarray, n_yaw: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def search(net: CorrNet, points: np.ndarray, seed: int = 0, n_yaw: int = 12) -> tuple[np.ndarray, np.ndarray]:
+def search(
+    net: CorrNet, points: np.ndarray, seed: int = 0, n_yaw: int = 12
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best orientation of one scan (N,3): (3,3) body axes (left, up, forward) as columns in the input
-    frame, so `points @ axes` is canonically oriented; and the scores (H,) of all hypotheses."""
+    frame, so `points @ axes` is canonically oriented; the scores (H,) of all hypotheses and the hypotheses
+    (H,3,3) (input -> canonical guess; `H[h].T` are its axes)."""
     p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     rng = np.random.default_rng(seed)
     sub = p[rng.choice(len(p), size=min(net.cfg.score_points, len(p)), replace=False)]
@@ -52,4 +55,13 @@ def search(net: CorrNet, points: np.ndarray, seed: int = 0, n_yaw: int = 12) -> 
     net.eval()
     scores = net.score(batch.to(dev)).cpu().numpy()
     net.train(was_training)
-    return H[int(scores.argmax())].T, scores
+    return H[int(scores.argmax())].T, scores, H
+
+
+def runner_up(H: np.ndarray, scores: np.ndarray, min_deg: float = 90.0) -> int:
+    """Index of the best hypothesis at least `min_deg` away from the winner (e.g. the body facing back);
+    its score against the winner's tells how ambiguous the search was."""
+    best = H[int(scores.argmax())]
+    cos = (np.einsum("hij,ij->h", H, best) - 1) / 2  # cos of the angle between each and the winner
+    far = np.flatnonzero(cos <= np.cos(np.radians(min_deg)))
+    return int(far[scores[far].argmax()])
