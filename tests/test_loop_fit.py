@@ -204,7 +204,11 @@ def test_pipeline_keeps_the_orientation_with_more_loop_inliers(model, cases):
     from loopreg.fit.pipeline import FitPlan, fit_correspondences
 
     c = cases[1]
-    right = {"corr": c["canon"], "corr_weights": torch.ones(N_POINTS), "extra_init": (c["orient"], c["transl"])}
+    right = {
+        "corr": c["canon"],
+        "corr_weights": torch.ones(N_POINTS),
+        "extra_init": (c["orient"], c["transl"]),
+    }
     flip = torch.tensor([-1.0, 1.0, -1.0])  # the body facing back: canonical x and z mirrored
     wrong = {**right, "corr": c["canon"] * flip}
     plan = FitPlan(fallback="never")

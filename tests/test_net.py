@@ -66,6 +66,18 @@ def test_orientation_hypotheses_cover_rotations():
     assert max(worst) < 25.0, worst
 
 
+def test_runner_up_is_far_from_the_winner():
+    from loopreg.net.data import geodesic_deg
+    from loopreg.net.orient import hypotheses, runner_up
+
+    H = hypotheses(np.array([[0.0, 1.0, 0.0], [0.0, -1.0, 0.0]]), 12)
+    scores = -np.arange(len(H), dtype=np.float64)  # hypothesis 0 wins, 1 and 11 are its 30-degree neighbours
+    alt = runner_up(H, scores)
+    turn = torch.as_tensor(H[alt] @ H[0].T)[None]
+    assert alt == 3 and 89.9 < float(geodesic_deg(turn)[0]) < 90.1  # the best one at least 90 degrees away
+    assert runner_up(H, scores, min_deg=160.0) == 6  # facing back
+
+
 def test_score_batch_labels_and_rotations():
     from loopreg.net.data import geodesic_deg, wrong_orientations
 
