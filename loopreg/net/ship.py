@@ -14,7 +14,9 @@ from loopreg.paths import MODEL_STORE
 WEIGHTS_NAME = "corrnet"
 TRAIN_COMMAND = (
     "python scripts/train_corrnet.py  (= loopreg train data --n 520 --workers 2 && "
-    "loopreg train warmup --data .cache/net/data --steps 1200 --batch 8 --device cpu, then eval and ship)"
+    "loopreg train warmup --data .cache/net/data --out .cache/net/run1/corrnet.pt --steps 1200 --batch 8 && "
+    "loopreg train warmup --data .cache/net/data --init .cache/net/run1/corrnet.pt --steps 1200 --batch 8 "
+    "--lr 1e-3 --seed 1, then eval and ship)"
 )
 
 
