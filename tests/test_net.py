@@ -125,7 +125,7 @@ def test_label_points_on_body_surface():
 def test_selfsup_terms_and_self_labels():
     from loopreg.body import BodyModel
     from loopreg.body.field import BodyField
-    from loopreg.net.selfsup import PARAM_KEYS, SelfSupConfig, loop_terms, self_labels
+    from loopreg.net.selfsup import PARAM_KEYS, loop_terms, posed_vertices, self_labels
 
     model = BodyModel.load()
     field = BodyField.for_model(model.data)
@@ -134,17 +134,17 @@ def test_selfsup_terms_and_self_labels():
     zeros = {"betas": torch.zeros(1, model.num_betas), "global_orient": torch.zeros(1, 3),
              "body_pose": torch.zeros(1, 69), "transl": torch.zeros(1, 3)}  # fmt: skip
     p = {k: zeros[k].clone().requires_grad_(True) for k in PARAM_KEYS}
-    terms = loop_terms(field, model, pts, net(pts).canon, p, SelfSupConfig())
+    terms = loop_terms(field, posed_vertices(model, p), pts, net(pts).canon, p)
     sum(terms.values()).backward()
     assert all(torch.isfinite(v) for v in terms.values())
     assert torch.isfinite(p["body_pose"].grad).all() and p["body_pose"].grad.abs().sum() > 0
     # the rest-pose body labels its own vertices: canonical point = the vertex, part = the vertex's part
-    parts, canon = self_labels(model, zeros, pts)
+    parts, canon = self_labels(model, posed_vertices(model, zeros), pts)
     assert torch.allclose(canon[0], pts[0], atol=1e-4)
     assert (parts[0] == model.parts[::20]).float().mean() > 0.95
     # and a shifted body shifts nothing in the labels
     moved = {**zeros, "transl": torch.tensor([[0.0, 0.3, 0.0]])}
-    _, canon2 = self_labels(model, moved, pts + torch.tensor([0.0, 0.3, 0.0]))
+    _, canon2 = self_labels(model, posed_vertices(model, moved), pts + torch.tensor([0.0, 0.3, 0.0]))
     assert torch.allclose(canon2, canon, atol=1e-4)
 
 

@@ -246,10 +246,7 @@ def batch(
     """CorrNet batch: random point subsets turned to the body's canonical orientation (root frame), then a
     random rotation of up to `jitter_deg` (what the orientation stage leaves), scale and translation."""
     pick, pts = _pick_points(ds, idx, n_points, gen)
-    B = len(idx)
-    R = axis_angle_rotations(B, gen, jitter_deg)
-    scale = torch.exp(torch.empty(B, 1, 1).uniform_(-0.3, 0.3, generator=gen))
-    pts = scale * pts @ R.transpose(1, 2) + torch.randn(B, 1, 3, generator=gen)
+    pts = turn_scale_shift(pts, axis_angle_rotations(len(idx), gen, jitter_deg), gen)
     parts = torch.gather(ds.parts[idx], 1, pick)
     canon = torch.gather(ds.canon[idx], 1, pick[..., None].expand(-1, -1, 3))
     return pts, parts, canon
@@ -265,5 +262,12 @@ def score_batch(
     label = (torch.arange(B) % 2 == 0).float()
     R = torch.where(label[:, None, None] > 0, axis_angle_rotations(B, gen, jitter_deg),
                     wrong_orientations(B, gen))  # fmt: skip
-    scale = torch.exp(torch.empty(B, 1, 1).uniform_(-0.3, 0.3, generator=gen))
-    return scale * pts @ R.transpose(1, 2) + torch.randn(B, 1, 3, generator=gen), label
+    return turn_scale_shift(pts, R, gen), label
+
+
+def turn_scale_shift(pts: torch.Tensor, R: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Training augmentation of point sets (B,N,3): rotate by R (B,3,3), scale by exp(U(-0.3, 0.3)) (units
+    and body size) and shift by N(0, 1) m (the network normalises both away)."""
+    B = len(pts)
+    scale = torch.exp(torch.empty(B, 1, 1).uniform_(-0.3, 0.3, generator=gen)).to(pts)
+    return scale * pts @ R.transpose(1, 2) + torch.randn(B, 1, 3, generator=gen).to(pts)

@@ -28,7 +28,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from loopreg.net.data import axis_angle_rotations, batch, label_points, root_rotations, score_batch
+from loopreg.net.data import (
+    axis_angle_rotations,
+    batch,
+    label_points,
+    root_rotations,
+    score_batch,
+    turn_scale_shift,
+)
 from loopreg.net.model import CorrNet
 from loopreg.net.train import load_weights, losses, save_weights
 
@@ -101,9 +108,10 @@ def fit_params(net: CorrNet, model, body_field, points: np.ndarray, seed: int = 
 
 
 @torch.no_grad()
-def self_labels(model, params: dict, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Part (B,N) and canonical point (B,N,3) of each scan point's closest point on the posed body."""
-    verts = posed_vertices(model, params).cpu().numpy().astype(np.float64)
+def self_labels(model, body: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Part (B,N) and canonical point (B,N,3) of each scan point's closest point on the posed bodies
+    (B,V,3) (`posed_vertices`)."""
+    verts = body.detach().cpu().numpy().astype(np.float64)
     faces, parts = model.faces.cpu().numpy(), model.parts.cpu().numpy()
     template = model.v_template.cpu().numpy().astype(np.float64)
     P, C = [], []
@@ -121,15 +129,15 @@ def posed_vertices(model, p: dict) -> torch.Tensor:
     return out.vertices + p["transl"][:, None]
 
 
-def loop_terms(field, model, pts: torch.Tensor, canon: torch.Tensor, p: dict, cfg: SelfSupConfig) -> dict:
-    """The loop, surface, chamfer and prior terms for scans (B,N,3) with predicted canonical points."""
+def loop_terms(field, body: torch.Tensor, pts: torch.Tensor, canon: torch.Tensor, p: dict) -> dict:
+    """The loop, surface, chamfer and prior terms for scans (B,N,3) with predicted canonical points, their
+    parameters p and posed bodies (B,V,3) (`posed_vertices(model, p)`)."""
     from loopreg.data.poses import limit_violation
 
     sample = field.lookup(canon)
     posed = field.pose_sample(canon, sample, p["betas"], p["global_orient"], p["body_pose"])
     posed = posed + p["transl"][:, None]
-    body = posed_vertices(model, p)[:, ::4]  # every 4th vertex is plenty for a chamfer
-    d = torch.cdist(pts, body)
+    d = torch.cdist(pts, body[:, ::4])  # every 4th vertex is plenty for a chamfer
     return {
         "loop": (posed - pts).norm(dim=-1).mean(),
         "surface": (canon - sample.closest).norm(dim=-1).mean(),
@@ -144,11 +152,8 @@ def oriented_input(
 ) -> torch.Tensor:
     """Network input: scan points turned to the fitted root frame, then jittered, scaled and shifted
     like the warm start's batches (the network's output does not depend on the frame)."""
-    B = len(pts)
     R = root_rotations(global_orient.detach().cpu().numpy()).to(pts)
-    J = axis_angle_rotations(B, gen, jitter_deg).to(pts)
-    scale = torch.exp(torch.empty(B, 1, 1).uniform_(-0.3, 0.3, generator=gen)).to(pts)
-    return scale * (pts @ R) @ J.transpose(1, 2) + torch.randn(B, 1, 3, generator=gen).to(pts)
+    return turn_scale_shift(pts @ R, axis_angle_rotations(len(pts), gen, jitter_deg).to(pts), gen)
 
 
 def selfsup(
@@ -204,9 +209,10 @@ def selfsup(
         idx = keep[torch.randint(len(keep), (cfg.batch_size,), generator=gen)].to(device)
         pts = points[idx]
         p = {k: params[k][idx].clone().requires_grad_(True) for k in PARAM_KEYS}
-        parts, canon_t = self_labels(model, p, pts)
+        body = posed_vertices(model, p)
+        parts, canon_t = self_labels(model, body, pts)
         o = net(oriented_input(pts, p["global_orient"], gen, cfg.jitter_deg))
-        terms = loop_terms(field, model, pts, o.canon, p, cfg)
+        terms = loop_terms(field, body, pts, o.canon, p)
         terms["self"] = losses(o, parts, canon_t, cfg.canon_weight)["total"]
         total = sum(getattr(cfg, f"w_{k}") * v for k, v in terms.items())
         if sup is not None:
