@@ -196,6 +196,42 @@ def test_pipeline_fit_from_correspondences(model, cases):
     assert set(timings) == {"loop_fit", "fit"} and "fit_loop" in stages and "fit_surface" in stages
     assert info["fallback_surface_loss"] is None and info["inliers"] > 0.95
     assert "fit_fallback" not in stages
+    assert info["outside_share"] < FitPlan().clothed_share and not info["clothed"]  # a bare body: no prior
+
+
+def test_pipeline_keeps_a_clothed_body_inside_its_clothes(model, cases):
+    """Scan points on torso and legs moved 2.5 cm out (clothing), arms and head bare: the fit sees the
+    outside share, refits with the body-inside-clothes prior and the body stops swelling into the clothing
+    (measured: clothed points 0.67-0.90 -> 1.48-1.54 cm outside the body, bare ones -0.24..-0.37 ->
+    -0.02..-0.13 cm; V2V 1.10 -> 0.94 cm mean of the three)."""
+    from scipy.spatial import cKDTree
+
+    from loopreg.fit.offsets import vertex_normals
+    from loopreg.fit.pipeline import FitPlan, fit_correspondences
+
+    faces = model.faces.long()
+
+    def offset_cm(verts: torch.Tensor, pts: torch.Tensor) -> float:
+        n, idx = vertex_normals(verts, faces), torch.as_tensor(cKDTree(verts.numpy()).query(pts.numpy())[1])
+        return float(((pts - verts[idx]) * n[idx]).sum(-1).mean() * 100)
+
+    v2v = {1.0: [], 0.1: []}
+    for c in cases:
+        near = torch.as_tensor(cKDTree(c["verts"].numpy()).query(c["scan"].numpy())[1])
+        n = vertex_normals(c["verts"], faces)[near]
+        cloth = (c["canon"][:, 0].abs() < 0.2) & (c["canon"][:, 1] < 0.45)
+        scan = c["scan"] + torch.where(cloth, 0.025, 0.0)[:, None] * n
+        start = (c["orient"], c["transl"])
+        corr = {"corr": c["canon"], "corr_weights": torch.ones(N_POINTS), "extra_init": start}
+        off = {}
+        for w in v2v:
+            fit, info = fit_correspondences(model, scan, corr, FitPlan(clothed_outside_weight=w))
+            assert info["outside_share"] > FitPlan().clothed_share and info["clothed"] == (w != 1.0)
+            v = fit.vertices.detach()
+            off[w] = (offset_cm(v, scan[cloth]), offset_cm(v, scan[~cloth]))
+            v2v[w].append(float((v - c["verts"]).norm(dim=-1).mean() * 100))
+        assert off[0.1][0] > off[1.0][0] + 0.4 and abs(off[0.1][1]) < abs(off[1.0][1]), off
+    assert np.mean(v2v[0.1]) < np.mean(v2v[1.0]), v2v
 
 
 def test_pipeline_keeps_the_orientation_with_more_loop_inliers(model, cases):
@@ -217,3 +253,34 @@ def test_pipeline_keeps_the_orientation_with_more_loop_inliers(model, cases):
     assert float((fit.vertices - c["verts"]).norm(dim=-1).mean()) < 0.01
     fit, info = fit_correspondences(model, c["scan"], right, plan, alternative=wrong)
     assert info["orientation"] == "search winner"
+
+
+def test_outside_weight_discounts_scan_points_outside_the_body():
+    """The body-inside-clothes prior in chamfer_terms: pairs whose scan point lies outside the body count
+    outside_weight times, normalised, so a scan that stands off the body everywhere is fitted as before and
+    only the contrast between outside and inside points matters. Body: a unit sphere; scan: its vertices
+    moved 2 cm out (upper half) or 0.5 cm in (lower half), so each point's side is known."""
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    from loopreg.fit.offsets import vertex_normals
+    from loopreg.fit.surface import chamfer_terms
+
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    verts = torch.as_tensor(sphere.vertices, dtype=torch.float32)[None]
+    normals = vertex_normals(verts, torch.as_tensor(sphere.faces, dtype=torch.long))
+    up = verts[0, :, 2] > 0
+    outside, inside = 1.02 * verts[0], 0.995 * verts[0]
+    mixed = torch.where(up[:, None], outside, inside)
+
+    def terms(scan: torch.Tensor, w: float, with_normals: bool = True) -> tuple[float, float]:
+        n = normals if with_normals else None
+        s2b, b2s = chamfer_terms(verts, scan, cKDTree(scan.numpy()), 0.05, n, w)
+        return float(s2b[0]), float(b2s[0])
+
+    assert terms(outside, 0.1) == pytest.approx(terms(outside, 1.0), rel=1e-5)
+    assert terms(inside, 0.1) == pytest.approx(terms(inside, 1.0), rel=1e-5)
+    n_up, n_down = int(up.sum()), int((~up).sum())
+    expect = (0.1 * n_up * 0.02**2 + n_down * 0.005**2) / (0.1 * n_up + n_down)
+    assert terms(mixed, 0.1)[0] == pytest.approx(expect, rel=1e-3)
+    assert terms(mixed, 0.1, with_normals=False) == pytest.approx(terms(mixed, 1.0), rel=1e-6)

@@ -125,7 +125,8 @@ def test_label_points_on_body_surface():
 def test_selfsup_terms_and_self_labels():
     from loopreg.body import BodyModel
     from loopreg.body.field import BodyField
-    from loopreg.net.selfsup import PARAM_KEYS, loop_terms, posed_vertices, self_labels
+    from loopreg.body.model import PARAM_KEYS
+    from loopreg.net.selfsup import loop_terms, posed_vertices, self_labels
 
     model = BodyModel.load()
     field = BodyField.for_model(model.data)

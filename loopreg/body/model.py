@@ -17,6 +17,7 @@ from loopreg.body.data import EXTRA_VERTEX_NAMES, BodyModelData
 from loopreg.body.keypoints import guess_vertex_ids
 
 SMPL_NUM_VERTICES = 6890
+PARAM_KEYS = ("betas", "global_orient", "body_pose", "transl")  # a fit's parameters, as BodyModel takes them
 
 
 @dataclass
@@ -24,6 +25,14 @@ class BodyOutput:
     vertices: torch.Tensor  # (B, V, 3)
     joints: torch.Tensor  # (B, J, 3) posed kinematic joints
     keypoints: torch.Tensor  # (B, K, 3) smplx extra keypoints (face, feet, fingertips)
+
+
+class HasParams:
+    """Mixin for fit results that hold the PARAM_KEYS tensors as attributes."""
+
+    def as_init(self) -> dict[str, torch.Tensor]:
+        """The parameters as a fit's `init=` takes them."""
+        return {k: getattr(self, k) for k in PARAM_KEYS}
 
 
 def smplx_vertex_ids(data: BodyModelData) -> dict[str, int]:

@@ -32,10 +32,10 @@ from smplx.lbs import batch_rigid_transform, batch_rodrigues
 
 from loopreg.body import BodyModel
 from loopreg.body.field import BodyField, FieldSample
+from loopreg.body.model import PARAM_KEYS, HasParams
 from loopreg.data.poses import limit_violation
 from loopreg.fit.offsets import vertex_normals
 
-PARAM_KEYS = ("betas", "global_orient", "body_pose", "transl")
 Progress = Callable[[str, float], None]
 
 
@@ -65,7 +65,7 @@ class LoopFitConfig:
 
 
 @dataclass
-class LoopFitResult:
+class LoopFitResult(HasParams):
     betas: torch.Tensor  # (B,)
     global_orient: torch.Tensor  # (3,)
     body_pose: torch.Tensor  # (69,)
@@ -76,10 +76,6 @@ class LoopFitResult:
     agreement: float = 0.0  # weighted share of the given correspondences within agree_m after stage A
     inliers: float = 0.0  # weighted share of the final correspondences within inlier_m (after stage B)
     reassigned: int = 0  # correspondences replaced in stage B (distinct points)
-
-    def as_init(self) -> dict[str, torch.Tensor]:
-        """The parameters as `fit_surface(init=...)` takes them."""
-        return {k: getattr(self, k) for k in PARAM_KEYS}
 
 
 class LoopPoser:

@@ -95,10 +95,10 @@ def vertex_faces(faces: np.ndarray, num_vertices: int) -> tuple[np.ndarray, np.n
 
 
 def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals (V,3) of a mesh; faces (F,3) long on verts' device."""
-    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
-    fn = torch.linalg.cross(b - a, c - a)
-    vn = torch.zeros_like(verts).index_add_(0, faces.reshape(-1), fn.repeat_interleave(3, 0))
+    """Area-weighted unit vertex normals (...,V,3) of meshes (...,V,3); faces (F,3) long on verts' device."""
+    a, b, c = (verts[..., faces[:, i], :] for i in range(3))
+    fn = torch.linalg.cross(b - a, c - a, dim=-1)
+    vn = torch.zeros_like(verts).index_add_(-2, faces.reshape(-1), fn.repeat_interleave(3, dim=-2))
     return vn / vn.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 

@@ -12,7 +12,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from loopreg.fit import export
 from loopreg.fit.loop import LoopFitConfig, fit_loop, loop_anchor
 from loopreg.fit.metrics import closest_triangles, distance_summary, point_to_surface
 from loopreg.fit.offsets import fit_offsets
-from loopreg.fit.surface import FitResult, SurfaceFitConfig, fit_surface, surface_loss
+from loopreg.fit.surface import FitResult, SurfaceFitConfig, fit_surface, outside_share, surface_loss
 
 Progress = Callable[[str, float], None]
 FIT_POINTS = 3000
@@ -166,6 +166,10 @@ class FitPlan:
     fallback_margin: float = 0.3
     fallback_corr: bool = False
     orientation_margin: float = 1.5  # runner-up orientation within this score (logit) of the winner: fit both
+    clothed_share: float = 0.08  # share of scan points > clothed_far_m outside the fitted body: clothed ...
+    clothed_far_m: float = 0.01
+    clothed_outside_weight: float = 0.1  # ... and gets a surface fit with the body-inside-clothes prior
+    clothed_from: str = "loop"  # that fit starts from the loop fit ("loop") or the surface fit ("surface")
 
 
 def fit_correspondences(
@@ -217,6 +221,8 @@ def fit_correspondences(
         "inliers": loop.inliers,
         "surface_loss": surface_loss(fit.vertices, scan, plan.surface),
         "fallback_surface_loss": None,
+        "outside_share": outside_share(fit.vertices, model.faces, scan, plan.clothed_far_m),
+        "clothed": False,
     }
     if plan.fallback == "always" or (plan.fallback == "auto" and loop.inliers < plan.fallback_inliers):
         extra = corr if plan.fallback_corr else {"extra_init": corr["extra_init"]}
@@ -229,6 +235,13 @@ def fit_correspondences(
         if info["fallback_surface_loss"] < plan.fallback_margin * info["surface_loss"]:
             fit = old
             info["method"] = "surface fit from hypotheses (the loop fit lost on the surface loss)"
+            info["outside_share"] = outside_share(fit.vertices, model.faces, scan, plan.clothed_far_m)
+    if info["outside_share"] > plan.clothed_share and plan.clothed_outside_weight != 1.0:
+        cfg = replace(plan.surface, outside_weight=plan.clothed_outside_weight)
+        from_loop = plan.clothed_from == "loop" and info["method"].startswith("network")
+        start = loop.as_init() if from_loop else fit.as_init()
+        fit = fit_surface(model, scan, cfg, report, limit_violation, init=start)
+        info["clothed"] = True
     timings["fit"] = time.perf_counter() - t
     return fit, info
 

@@ -16,13 +16,14 @@ import torch
 from scipy.spatial import cKDTree
 
 from loopreg.body import BodyModel
+from loopreg.body.model import PARAM_KEYS, HasParams
+from loopreg.fit.offsets import vertex_normals
 
 Progress = Callable[[str, float], None]
-_PARAM_KEYS = ("betas", "global_orient", "body_pose", "transl")
 
 
 @dataclass
-class FitResult:
+class FitResult(HasParams):
     betas: torch.Tensor  # (10,)
     global_orient: torch.Tensor  # (3,)
     body_pose: torch.Tensor  # (69,)
@@ -48,6 +49,7 @@ class SurfaceFitConfig:
     shape_weight: float = 1e-3
     init_iters: int = 100  # full-stage iterations when started from given parameters (`init`)
     init_lr: float = 0.01  # ... and their Adam step (the start is close: smaller than `lr`)
+    outside_weight: float = 1.0  # full stage: weight of scan points outside the body (see chamfer_terms)
 
 
 def _yaw_axis_angle(yaws_deg: tuple[float, ...]) -> torch.Tensor:
@@ -60,18 +62,36 @@ def _nearest(src: np.ndarray, dst_trees: list[cKDTree]) -> np.ndarray:
 
 
 def chamfer_terms(
-    verts: torch.Tensor, scan: torch.Tensor, scan_tree: cKDTree, robust_m: float
+    verts: torch.Tensor,
+    scan: torch.Tensor,
+    scan_tree: cKDTree,
+    robust_m: float,
+    normals: torch.Tensor | None = None,
+    outside_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-hypothesis mean squared scan->body distance and robust body->scan distance."""
+    """Per-hypothesis mean squared scan->body distance and robust body->scan distance.
+
+    With the body's vertex `normals` (B,V,3), a pair whose scan point lies outside the body (along the
+    normal of its body vertex) counts `outside_weight` times, in a weighted mean: clothing may stand off the
+    body, the body may not come out through it (the body-inside-clothes prior). Normalised, a scan that stands
+    off everywhere is fitted as without it (on 3 synthetic bodies clothed on torso and legs: V2V 1.10 ->
+    0.94 cm normalised, 1.01 cm not).
+    """
     B = verts.shape[0]
     v_np = verts.detach().cpu().numpy()
     body_trees = [cKDTree(v) for v in v_np]
     idx_s2b = torch.as_tensor(_nearest(np.broadcast_to(scan.cpu().numpy(), (B, *scan.shape)), body_trees))
     idx_b2s = torch.as_tensor(np.stack([scan_tree.query(v, k=1)[1] for v in v_np]))
     idx_s2b, idx_b2s = idx_s2b.to(verts.device), idx_b2s.to(verts.device)
-    s2b = (torch.gather(verts, 1, idx_s2b[..., None].expand(-1, -1, 3)) - scan[None]).pow(2).sum(-1)
-    b2s = (verts - scan[idx_b2s]).pow(2).sum(-1)
+    r_s2b = scan[None] - torch.gather(verts, 1, idx_s2b[..., None].expand(-1, -1, 3))
+    r_b2s = scan[idx_b2s] - verts
+    s2b, b2s = r_s2b.pow(2).sum(-1), r_b2s.pow(2).sum(-1)
     b2s = b2s / (b2s + robust_m**2)
+    if normals is not None and outside_weight != 1.0:
+        n_s2b = torch.gather(normals, 1, idx_s2b[..., None].expand(-1, -1, 3))
+        w_s2b = torch.where((r_s2b * n_s2b).sum(-1) > 0, outside_weight, 1.0)
+        w_b2s = torch.where((r_b2s * normals).sum(-1) > 0, outside_weight, 1.0)
+        return (w_s2b * s2b).sum(1) / w_s2b.sum(1), (w_b2s * b2s).sum(1) / w_b2s.sum(1) * robust_m**2
     return s2b.mean(1), b2s.mean(1) * robust_m**2
 
 
@@ -83,6 +103,17 @@ def surface_loss(vertices: torch.Tensor, scan: torch.Tensor, cfg: SurfaceFitConf
     with torch.no_grad():
         s2b, b2s = chamfer_terms(vertices[None], scan, cKDTree(scan.cpu().numpy()), cfg.robust_m)
     return float(s2b[0] + cfg.body_to_scan * b2s[0])
+
+
+def outside_share(vertices: torch.Tensor, faces: torch.Tensor, scan: torch.Tensor, far_m: float) -> float:
+    """Share of scan points more than far_m outside a body (V,3), along the normal of their nearest body
+    vertex: ~0 for a skin-tight scan, large for a clothed one."""
+    with torch.no_grad():
+        idx = torch.as_tensor(cKDTree(vertices.cpu().numpy()).query(scan.cpu().numpy(), k=1)[1])
+        idx = idx.to(vertices.device)
+        n = vertex_normals(vertices, faces.to(vertices.device).long())[idx]
+        off = ((scan.to(vertices.device, vertices.dtype) - vertices[idx]) * n).sum(-1)
+    return float((off > far_m).float().mean())
 
 
 def _rodrigues(aa: torch.Tensor) -> torch.Tensor:
@@ -122,7 +153,7 @@ def fit_surface(
     tree = cKDTree(scan.cpu().numpy())
     report = progress or (lambda stage, frac: None)
     if init is not None:
-        params = {k: init[k].to(dev, dt).reshape(1, -1).clone().requires_grad_(True) for k in _PARAM_KEYS}
+        params = {k: init[k].to(dev, dt).reshape(1, -1).clone().requires_grad_(True) for k in PARAM_KEYS}
         keep = torch.zeros(1, dtype=torch.long)
         return _full_stage(
             model, scan, tree, cfg, params, cfg.init_iters, cfg.init_lr, pose_penalty, keep, report, anchor
@@ -198,10 +229,12 @@ def _full_stage(
     anchor: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
 ) -> FitResult:
     """Pose/shape/translation fit of K hypotheses (params (K, n) leaves); returns the best one."""
+    faces = model.faces.to(scan.device).long()
 
     def loss_fn() -> tuple[torch.Tensor, torch.Tensor]:
         out = model(**params)
-        s2b, b2s = chamfer_terms(out.vertices, scan, tree, cfg.robust_m)
+        normals = vertex_normals(out.vertices.detach(), faces) if cfg.outside_weight != 1.0 else None
+        s2b, b2s = chamfer_terms(out.vertices, scan, tree, cfg.robust_m, normals, cfg.outside_weight)
         per = s2b + cfg.body_to_scan * b2s
         per = per + cfg.pose_weight * params["body_pose"].pow(2).sum(1) * 1e-2
         per = per + cfg.shape_weight * params["betas"].pow(2).sum(1) * 1e-2

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from loopreg.body.model import PARAM_KEYS
 from loopreg.net.data import (
     axis_angle_rotations,
     batch,
@@ -38,8 +39,6 @@ from loopreg.net.data import (
 )
 from loopreg.net.model import CorrNet
 from loopreg.net.train import load_weights, losses, save_weights
-
-PARAM_KEYS = ("betas", "global_orient", "body_pose", "transl")
 
 
 @dataclass
