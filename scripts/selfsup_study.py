@@ -53,7 +53,7 @@ def cli() -> None:
     ap.add_argument("--unlabelled", type=int, default=200)
     ap.add_argument("--steps", type=int, default=600, help="warm start steps")
     ap.add_argument("--selfsup-steps", type=int, default=300)
-    ap.add_argument("--full", default=str(MODEL_STORE / "weights" / "corrnet.pt"))
+    ap.add_argument("--full", default=str(MODEL_STORE / "weights" / "corrnet_cpu.pt"))
     ap.add_argument("--eval-n", type=int, default=64)
     ap.add_argument("--out", default=str(CACHE_DIR / "net" / "study"))
     a = ap.parse_args()

@@ -78,10 +78,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_ship(args: argparse.Namespace) -> int:
-    from loopreg.net.ship import ship
+    from loopreg.net.ship import TRAIN_COMMANDS, ship
 
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
-    print(json.dumps(ship(Path(args.weights), metrics, args.note), indent=1))
+    entry = ship(Path(args.weights), metrics, args.note, args.name, command=TRAIN_COMMANDS[args.recipe])
+    print(json.dumps(entry, indent=1))
     return 0
 
 
@@ -146,4 +147,6 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--metrics", default=None, help="JSON file of measured metrics to record")
     p.add_argument("--note", default="")
+    p.add_argument("--name", default="corrnet", help="manifest key (corrnet: the default weights)")
+    p.add_argument("--recipe", default="gpu", choices=["gpu", "cpu"], help="the training command to record")
     p.set_defaults(func=_cmd_ship)

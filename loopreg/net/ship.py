@@ -11,17 +11,29 @@ from loopreg.body.registry import read_manifest, write_manifest
 from loopreg.net.data import BETA_SEED, POSE_SEED, SCAN_SEED
 from loopreg.paths import MODEL_STORE
 
-WEIGHTS_NAME = "corrnet"
-TRAIN_COMMAND = (
-    "python scripts/train_corrnet.py  (= loopreg train data --n 520 --workers 2 && "
-    "loopreg train warmup --data .cache/net/data --out .cache/net/run1/corrnet.pt --steps 1200 --batch 8 && "
-    "loopreg train warmup --data .cache/net/data --init .cache/net/run1/corrnet.pt --steps 1200 --batch 8 "
-    "--lr 1e-3 --seed 1, then eval and ship)"
-)
+WEIGHTS_NAME = "corrnet"  # the default weights; "corrnet_cpu": the 2-hour CPU recipe's (kept, measured)
+TRAIN_COMMANDS = {
+    "gpu": (
+        "python scripts/train_corrnet.py --recipe gpu  (= loopreg train data --n 520 && "
+        "loopreg train pack && loopreg train warmup --data .cache/net/pack --steps 11000 --batch 16 "
+        "--device cuda --threads 7, then eval and ship)"
+    ),
+    "cpu": (
+        "python scripts/train_corrnet.py --recipe cpu  (= loopreg train data --n 520 --workers 2 && "
+        "loopreg train warmup --data .cache/net/data --out .cache/net/run1/corrnet.pt --steps 1200 "
+        "--batch 8 && loopreg train warmup --data .cache/net/data --init .cache/net/run1/corrnet.pt "
+        "--steps 1200 --batch 8 --lr 1e-3 --seed 1, then eval and ship)"
+    ),
+}
 
 
 def ship(
-    weights: Path, metrics: dict, note: str = "", name: str = WEIGHTS_NAME, store: Path = MODEL_STORE
+    weights: Path,
+    metrics: dict,
+    note: str = "",
+    name: str = WEIGHTS_NAME,
+    store: Path = MODEL_STORE,
+    command: str = TRAIN_COMMANDS["gpu"],
 ) -> dict:
     """Add/replace the manifest entry of weights stored under `store` (sha256, config, seeds, metrics)."""
     weights = Path(weights).resolve()
@@ -42,7 +54,7 @@ def ship(
         "val": meta.get("val", {}),
         "device": meta.get("device", ""),
         "metrics": metrics,
-        "command": TRAIN_COMMAND,
+        "command": command,
         "note": note,
     }
     manifest = read_manifest(store)
