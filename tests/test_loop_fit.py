@@ -200,10 +200,10 @@ def test_pipeline_fit_from_correspondences(model, cases):
 
 
 def test_pipeline_keeps_a_clothed_body_inside_its_clothes(model, cases):
-    """Scan points on torso and legs moved 2.5 cm out (clothing), arms and head bare: the fit sees the
-    outside share, refits with the body-inside-clothes prior and the body stops swelling into the clothing
-    (measured: clothed points 0.67-0.90 -> 1.48-1.54 cm outside the body, bare ones -0.24..-0.37 ->
-    -0.02..-0.13 cm; V2V 1.10 -> 0.94 cm mean of the three)."""
+    """Scan points on torso and legs moved 2.5 cm out (clothing), arms and head bare: the loop-fit body
+    shows the outside share, the surface fit takes the body-inside-clothes prior and the body stops
+    swelling into the clothing (measured: clothed points 0.67-0.90 -> 1.48-1.54 cm outside the body, bare
+    ones -0.24..-0.37 -> -0.02..-0.13 cm; V2V 1.10 -> 0.94 cm mean of the three)."""
     from scipy.spatial import cKDTree
 
     from loopreg.fit.offsets import vertex_normals
