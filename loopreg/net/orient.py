@@ -19,6 +19,7 @@ from loopreg.net.model import CorrNet
 
 SUBSETS = 3  # the score of one 256-point subset is noisy: on hard scans the winner changes with the subset
 TOP = 12  # hypotheses re-scored on the other subsets
+CHUNK = 8  # clouds per scoring batch on CPU: 2.4 ms per cloud in 8s, 3.9 ms in one batch of 72 (2 cores)
 
 
 def up_candidates(points: np.ndarray, min_deg: float = 25.0) -> np.ndarray:
@@ -60,8 +61,10 @@ def search(
     net.eval()
 
     def score(R: np.ndarray, clouds: np.ndarray) -> np.ndarray:  # (h,3,3) x (s,n,3) -> (h,s) logits
-        x = torch.as_tensor(np.einsum("hij,snj->hsni", R, clouds), dtype=torch.float32)
-        return net.score(x.reshape(-1, n, 3).to(dev)).reshape(len(R), len(clouds)).cpu().numpy()
+        x = torch.as_tensor(np.einsum("hij,snj->hsni", R, clouds), dtype=torch.float32).reshape(-1, n, 3)
+        step = CHUNK if dev.type == "cpu" else len(x)
+        logits = torch.cat([net.score(x[i : i + step].to(dev)) for i in range(0, len(x), step)])
+        return logits.reshape(len(R), len(clouds)).cpu().numpy()
 
     scores = score(H, subs[:1])[:, 0]
     best = np.argsort(-scores)[: min(top, len(H))]
