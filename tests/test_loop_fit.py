@@ -227,6 +227,7 @@ def test_pipeline_keeps_a_clothed_body_inside_its_clothes(model, cases):
         for w in v2v:
             fit, info = fit_correspondences(model, scan, corr, FitPlan(clothed_outside_weight=w))
             assert info["outside_share"] > FitPlan().clothed_share and info["clothed"] == (w != 1.0)
+            assert info["outside_share"] < FitPlan().heavy_share and info["outside_weight"] == w
             v = fit.vertices.detach()
             off[w] = (offset_cm(v, scan[cloth]), offset_cm(v, scan[~cloth]))
             v2v[w].append(float((v - c["verts"]).norm(dim=-1).mean() * 100))

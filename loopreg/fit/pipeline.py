@@ -169,9 +169,12 @@ class FitPlan:
     # Body-inside-clothes prior: when more than clothed_share of the scan points lie clothed_far_m outside
     # the loop-fit body (measured: minimal scans <= 0.05, clothed >= 0.09), the surface fit weighs pairs
     # whose scan point is outside the body clothed_outside_weight times (surface.chamfer_terms; 1: off).
+    # Heavier clothing (more than heavy_share outside) gets heavy_outside_weight.
     clothed_share: float = 0.08
     clothed_far_m: float = 0.01
     clothed_outside_weight: float = 0.1
+    heavy_share: float = 0.4
+    heavy_outside_weight: float = 0.03
 
 
 def fit_correspondences(
@@ -220,7 +223,8 @@ def fit_correspondences(
         loop_body = model(**{k: v.reshape(1, -1) for k, v in loop.as_init().items()}).vertices[0]
     share = outside_share(loop_body, model.faces, scan, plan.clothed_far_m)
     clothed = share > plan.clothed_share and plan.clothed_outside_weight != 1.0
-    surface = replace(plan.surface, outside_weight=plan.clothed_outside_weight) if clothed else plan.surface
+    weight = plan.heavy_outside_weight if share > plan.heavy_share else plan.clothed_outside_weight
+    surface = replace(plan.surface, outside_weight=weight) if clothed else plan.surface
     fit = fit_surface(model, scan, surface, report, limit_violation, init=loop.as_init(), anchor=anchor)
     info = {
         "method": "network correspondences + loop fit + surface fit",
@@ -231,6 +235,7 @@ def fit_correspondences(
         "fallback_surface_loss": None,
         "outside_share": share,
         "clothed": clothed,
+        "outside_weight": weight if clothed else 1.0,
     }
     if plan.fallback == "always" or (plan.fallback == "auto" and loop.inliers < plan.fallback_inliers):
         extra = corr if plan.fallback_corr else {"extra_init": corr["extra_init"]}
