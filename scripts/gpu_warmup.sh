@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Does more training move the network? Two warm starts on one GPU (device tool), sized to ~BUDGET seconds:
-#   scratch: the shipped recipe's net from scratch, one cosine cycle of S steps, batch 16
-#   cont:    the shipped weights, one more cycle of S steps from lr 1e-3, batch 16
-# S comes from a 100-step probe of both at once (its data loading and validation make it an underestimate:
-# 2000 steps took 75 s on an H200), or from the environment; INIT: the weights `cont` starts from. Inputs (carried): .cache/net/pack (`loopreg train pack`, the
-# shipped recipe's 520 scans as float16, 4096 points) and .whl (smplx, trimesh wheels). Outputs under $OUT.
-# Evaluate the returned weights on this machine: loopreg train eval --weights W --suite clothed --n 64
+# Does more training move the network? Two warm starts on one GPU (device tool), side by side:
+#   scratch: the CorrNet recipe from scratch, one cosine cycle of S steps, batch 16 (-> the shipped corrnet.pt
+#            with S=11000)
+#   cont:    INIT (default: the CPU recipe's corrnet_cpu.pt) continued one cycle of S steps from lr 1e-3
+# S from the environment, else from a 100-step probe of both at once sized to ~BUDGET seconds (data loading
+# and validation make the probe an underestimate: 2000 steps took 75 s on an H200).
+# Inputs (carried): .cache/net/pack (`loopreg train pack`: the 520 training scans as float16, 4096 points)
+# and .whl (smplx, trimesh wheels). Outputs under $OUT. Evaluate the returned weights on a CPU machine:
+#   loopreg train eval --weights W --suite clothed --n 64
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_out}
 BUDGET=${BUDGET:-330}
@@ -14,11 +16,11 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi -L
 W="python3 -m loopreg.cli train warmup --data .cache/net/pack --batch 16 --device ${DEV:-cuda} --threads 7"
-INIT=${INIT:-model_store/weights/corrnet.pt}
+INIT=${INIT:-model_store/weights/corrnet_cpu.pt}
 if [ -z "${S:-}" ]; then
 t0=$(date +%s)
 $W --out /tmp/p1.pt --steps 100 >"$OUT/probe1.log" 2>&1 &
-$W --out /tmp/p2.pt --steps 100 --init model_store/weights/corrnet.pt --lr 1e-3 >"$OUT/probe2.log" 2>&1
+$W --out /tmp/p2.pt --steps 100 --init "$INIT" --lr 1e-3 >"$OUT/probe2.log" 2>&1
 wait
 dt=$(( $(date +%s) - t0 ))
 S=$(( (BUDGET * 100 / dt) / 250 * 250 ))

@@ -1,6 +1,6 @@
 """One command for the shipped CorrNet: data -> warm start -> held-out eval -> manifest entry.
 
-    python scripts/train_corrnet.py --recipe gpu  # the default weights (corrnet.pt): ~8 min on one H200
+    python scripts/train_corrnet.py --recipe gpu  # corrnet.pt (default): training ~7 min, one H200
     python scripts/train_corrnet.py --recipe cpu  # corrnet_cpu.pt: 2-core CPU, ~16 min data + 2 x ~33 min
 
 gpu: one cosine cycle of 11000 steps, batch 16, from lr 2e-3, on the float16 pack of the 520 scans (what the

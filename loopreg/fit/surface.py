@@ -105,15 +105,19 @@ def surface_loss(vertices: torch.Tensor, scan: torch.Tensor, cfg: SurfaceFitConf
     return float(s2b[0] + cfg.body_to_scan * b2s[0])
 
 
-def outside_share(vertices: torch.Tensor, faces: torch.Tensor, scan: torch.Tensor, far_m: float) -> float:
-    """Share of scan points more than far_m outside a body (V,3), along the normal of their nearest body
-    vertex: ~0 for a skin-tight scan, large for a clothed one."""
+def signed_offsets(vertices: torch.Tensor, faces: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Offset (N,) of each point from a body (V,3) along its nearest body vertex's normal: > 0 outside."""
     with torch.no_grad():
-        idx = torch.as_tensor(cKDTree(vertices.cpu().numpy()).query(scan.cpu().numpy(), k=1)[1])
+        idx = torch.as_tensor(cKDTree(vertices.cpu().numpy()).query(points.cpu().numpy(), k=1)[1])
         idx = idx.to(vertices.device)
         n = vertex_normals(vertices, faces.to(vertices.device).long())[idx]
-        off = ((scan.to(vertices.device, vertices.dtype) - vertices[idx]) * n).sum(-1)
-    return float((off > far_m).float().mean())
+        return ((points.to(vertices.device, vertices.dtype) - vertices[idx]) * n).sum(-1)
+
+
+def outside_share(vertices: torch.Tensor, faces: torch.Tensor, scan: torch.Tensor, far_m: float) -> float:
+    """Share of scan points more than far_m outside a body (V,3) (`signed_offsets`): ~0 for a skin-tight
+    scan, large for a clothed one."""
+    return float((signed_offsets(vertices, faces, scan) > far_m).float().mean())
 
 
 def _rodrigues(aa: torch.Tensor) -> torch.Tensor:
