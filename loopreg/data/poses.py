@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 
@@ -361,3 +362,34 @@ def library_poses(names: list[str] | tuple[str, ...] | None = None) -> PoseSampl
         names=list(names),
         mirrored=torch.zeros(len(names), dtype=torch.bool),
     )
+
+
+# --- prior ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PosePrior:
+    """A diagonal Gaussian over the joint angles of the pose sampler's distribution (the library with its
+    perturbations, mirrored half the time): a weak pull for joints the data does not see (an arm hidden
+    behind the body in a partial scan) towards a likely pose instead of the T-pose."""
+
+    mean: torch.Tensor  # (23,3) joint angles, radians (the median)
+    std: torch.Tensor  # (23,3) radians
+
+    @property
+    def body_pose(self) -> torch.Tensor:
+        """(69,) axis-angle of the mean angles."""
+        return angles_to_pose(self.mean)
+
+    def cost(self, body_pose: torch.Tensor) -> torch.Tensor:
+        """Squared z-scores of the joint angles, summed per sample: (...,69) -> (...)."""
+        z = (pose_to_angles(body_pose) - self.mean.to(body_pose)) / self.std.to(body_pose)
+        return z.square().sum((-2, -1))
+
+
+@cache
+def pose_prior(n: int = 8192, seed: int = 0, min_std_deg: float = 10.0) -> PosePrior:
+    """The prior fitted to n samples of `sample_poses`: centred on the median angles (the typical standing
+    pose; the mean bends the legs halfway to sitting), std floored at min_std_deg (the library's poses are a
+    few of the many real ones: the prior must stay broad)."""
+    angles = pose_to_angles(sample_poses(n, seed).body_pose.double())
+    std = angles.std(0).clamp_min(math.radians(min_std_deg))
+    return PosePrior(mean=angles.median(0).values.float(), std=std.float())

@@ -33,7 +33,7 @@ from smplx.lbs import batch_rigid_transform, batch_rodrigues
 from loopreg.body import BodyModel
 from loopreg.body.field import BodyField, FieldSample
 from loopreg.body.model import PARAM_KEYS, HasParams
-from loopreg.data.poses import limit_violation
+from loopreg.data.poses import limit_violation, pose_prior
 from loopreg.fit.offsets import vertex_normals
 
 Progress = Callable[[str, float], None]
@@ -52,7 +52,9 @@ class LoopFitConfig:
     robust_end_m: float = 0.05  # ... shrinking geometrically to this at the end of stage A
     robust_b_m: float = 0.05  # stage B
     limit_weight: float = 1e-3  # limit_violation(body_pose) (rad^2)
-    pose_weight: float = 1e-6  # |body_pose|^2 (rad^2)
+    pose_weight: float = 0.0  # |body_pose|^2 (rad^2): a pull to the T-pose (off: the prior replaces it)
+    prior_weight: float = 1e-7  # poses.pose_prior cost (squared z-scores of the joint angles)
+    start_at_prior: bool = False  # body_pose starts at the prior's median pose (else the T-pose)
     shape_weight: float = 1e-6  # |betas|^2
     surface_weight: float = 10.0  # stage B: |x - closest(x)|^2 relative to the squared loop residual
     relookup_every: int = 5  # stage B: iterations between field lookups at the moving points
@@ -180,6 +182,9 @@ def fit_loop(
         "body_pose": torch.zeros(69, device=dev, dtype=dt),
         "transl": transl.to(dev, dt).reshape(3).clone(),
     }
+    prior = pose_prior()
+    if cfg.start_at_prior:
+        params["body_pose"] = prior.body_pose.to(dev, dt)
     for p in params.values():
         p.requires_grad_(True)
     posedirs_v = posedirs_by_vertex(body_field)
@@ -189,6 +194,7 @@ def fit_loop(
         return (
             cfg.limit_weight * limit_violation(bp[None]).sum()
             + cfg.pose_weight * bp.square().sum()
+            + cfg.prior_weight * prior.cost(bp)
             + cfg.shape_weight * params["betas"].square().sum()
         )
 

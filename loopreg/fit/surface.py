@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 
 from loopreg.body import BodyModel
 from loopreg.body.model import PARAM_KEYS, HasParams
+from loopreg.data.poses import pose_prior
 from loopreg.fit.offsets import vertex_normals
 
 Progress = Callable[[str, float], None]
@@ -45,7 +46,9 @@ class SurfaceFitConfig:
     lr: float = 0.03
     body_to_scan: float = 0.5  # weight of the body->scan term (lower it for partial scans)
     robust_m: float = 0.05  # Geman-McClure scale of the body->scan term
-    pose_weight: float = 1e-3
+    scan_robust_m: float = 0.0  # full stage: Geman-McClure scale of the scan->body term (0: squared)
+    pose_weight: float = 1e-3  # |body_pose|^2 (x 1e-2): a pull to the T-pose
+    prior_weight: float = 0.0  # poses.pose_prior cost (squared z-scores of the joint angles)
     shape_weight: float = 1e-3
     init_iters: int = 100  # full-stage iterations when started from given parameters (`init`)
     init_lr: float = 0.01  # ... and their Adam step (the start is close: smaller than `lr`)
@@ -68,6 +71,8 @@ def chamfer_terms(
     robust_m: float,
     normals: torch.Tensor | None = None,
     outside_weight: float = 1.0,
+    body_mask: torch.Tensor | None = None,
+    scan_robust_m: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-hypothesis mean squared scan->body distance and robust body->scan distance.
 
@@ -75,7 +80,9 @@ def chamfer_terms(
     normal of its body vertex) counts `outside_weight` times, in a weighted mean: clothing may stand off the
     body, the body may not come out through it (the body-inside-clothes prior). Normalised, a scan that stands
     off everywhere is fitted as without it (on 3 synthetic bodies clothed on torso and legs: V2V 1.10 ->
-    0.94 cm normalised, 1.01 cm not).
+    0.94 cm normalised, 1.01 cm not). `body_mask` (V,) bool: only these body vertices enter the body->scan
+    term (a single-view scan: those its camera could see, `visibility.estimate_view`). `scan_robust_m` > 0
+    makes the scan->body term Geman-McClure with that scale too (outliers then stop dragging free parts).
     """
     B = verts.shape[0]
     v_np = verts.detach().cpu().numpy()
@@ -87,12 +94,16 @@ def chamfer_terms(
     r_b2s = scan[idx_b2s] - verts
     s2b, b2s = r_s2b.pow(2).sum(-1), r_b2s.pow(2).sum(-1)
     b2s = b2s / (b2s + robust_m**2)
+    if scan_robust_m > 0:
+        s2b = s2b / (s2b + scan_robust_m**2) * scan_robust_m**2
+    w_s2b, w_b2s = torch.ones_like(s2b), torch.ones_like(b2s)
     if normals is not None and outside_weight != 1.0:
         n_s2b = torch.gather(normals, 1, idx_s2b[..., None].expand(-1, -1, 3))
         w_s2b = torch.where((r_s2b * n_s2b).sum(-1) > 0, outside_weight, 1.0)
         w_b2s = torch.where((r_b2s * normals).sum(-1) > 0, outside_weight, 1.0)
-        return (w_s2b * s2b).sum(1) / w_s2b.sum(1), (w_b2s * b2s).sum(1) / w_b2s.sum(1) * robust_m**2
-    return s2b.mean(1), b2s.mean(1) * robust_m**2
+    if body_mask is not None:
+        w_b2s = w_b2s * body_mask.to(w_b2s)
+    return (w_s2b * s2b).sum(1) / w_s2b.sum(1), (w_b2s * b2s).sum(1) / w_b2s.sum(1).clamp_min(1) * robust_m**2
 
 
 def surface_loss(vertices: torch.Tensor, scan: torch.Tensor, cfg: SurfaceFitConfig | None = None) -> float:
@@ -120,6 +131,23 @@ def outside_share(vertices: torch.Tensor, faces: torch.Tensor, scan: torch.Tenso
     return float((signed_offsets(vertices, faces, scan) > far_m).float().mean())
 
 
+def unseen_joints(
+    model: BodyModel, vertices: torch.Tensor, scan: torch.Tensor, min_share: float
+) -> torch.Tensor:
+    """(23,) bool: body joints with fewer than min_share of the scan points on the body part they move
+    (their nearest vertex of the body (V,3) is skinned mostly to the joint or one below it): an arm hidden
+    behind the torso. The surface fit keeps such joints as they are: with nothing to fit, Adam would
+    follow any stray gradient (an outlier, a far chamfer pair) at full step."""
+    with torch.no_grad():
+        idx = cKDTree(vertices.detach().cpu().numpy()).query(scan.detach().cpu().numpy(), k=1)[1]
+        dominant = model.weights.argmax(1).cpu().numpy()[idx]
+        count = np.bincount(dominant, minlength=model.num_joints).astype(np.float64)
+        parents = model.parents.cpu().numpy()
+        for j in range(model.num_joints - 1, 0, -1):  # parents come before children
+            count[parents[j]] += count[j]
+    return torch.as_tensor(count[1:] < min_share * len(scan), device=vertices.device)
+
+
 def _rodrigues(aa: torch.Tensor) -> torch.Tensor:
     from smplx.lbs import batch_rodrigues
 
@@ -137,6 +165,8 @@ def fit_surface(
     extra_init: tuple[torch.Tensor, torch.Tensor] | None = None,
     init: dict[str, torch.Tensor] | None = None,
     anchor: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+    body_mask: torch.Tensor | None = None,
+    frozen_joints: torch.Tensor | None = None,
 ) -> FitResult:
     """Fit the model to scan points (N,3) in the normalised frame (metres, y up, centred).
 
@@ -150,6 +180,8 @@ def fit_surface(
     hypotheses and the rigid stage are skipped: only the full stage runs from it, `cfg.init_iters`
     iterations at `cfg.init_lr` (corr and extra_init are then unused). `anchor(params)` -> (K,) adds a
     term to the full stage's loss, e.g. the loop loss of the loop fit's correspondences (params (K, n)).
+    `body_mask` (V,) bool: the body vertices the full stage's body->scan term counts (see chamfer_terms);
+    `frozen_joints` (23,) bool: body joints the full stage leaves as they start (`unseen_joints`).
     """
     cfg = cfg or SurfaceFitConfig()
     dev, dt = model.v_template.device, model.v_template.dtype
@@ -160,7 +192,19 @@ def fit_surface(
         params = {k: init[k].to(dev, dt).reshape(1, -1).clone().requires_grad_(True) for k in PARAM_KEYS}
         keep = torch.zeros(1, dtype=torch.long)
         return _full_stage(
-            model, scan, tree, cfg, params, cfg.init_iters, cfg.init_lr, pose_penalty, keep, report, anchor
+            model,
+            scan,
+            tree,
+            cfg,
+            params,
+            cfg.init_iters,
+            cfg.init_lr,
+            pose_penalty,
+            keep,
+            report,
+            anchor,
+            body_mask,
+            frozen_joints,
         )
     total = cfg.global_iters + cfg.full_iters
 
@@ -215,7 +259,19 @@ def fit_surface(
         report(stage, (cfg.global_iters + frac * cfg.full_iters) / total)
 
     return _full_stage(
-        model, scan, tree, cfg, params, cfg.full_iters, cfg.lr, pose_penalty, keep, stage_report, anchor
+        model,
+        scan,
+        tree,
+        cfg,
+        params,
+        cfg.full_iters,
+        cfg.lr,
+        pose_penalty,
+        keep,
+        stage_report,
+        anchor,
+        body_mask,
+        frozen_joints,
     )
 
 
@@ -231,6 +287,8 @@ def _full_stage(
     keep: torch.Tensor,
     report: Progress,
     anchor: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+    body_mask: torch.Tensor | None = None,
+    frozen_joints: torch.Tensor | None = None,
 ) -> FitResult:
     """Pose/shape/translation fit of K hypotheses (params (K, n) leaves); returns the best one."""
     faces = model.faces.to(scan.device).long()
@@ -238,10 +296,14 @@ def _full_stage(
     def loss_fn() -> tuple[torch.Tensor, torch.Tensor]:
         out = model(**params)
         normals = vertex_normals(out.vertices.detach(), faces) if cfg.outside_weight != 1.0 else None
-        s2b, b2s = chamfer_terms(out.vertices, scan, tree, cfg.robust_m, normals, cfg.outside_weight)
+        s2b, b2s = chamfer_terms(
+            out.vertices, scan, tree, cfg.robust_m, normals, cfg.outside_weight, body_mask, cfg.scan_robust_m
+        )
         per = s2b + cfg.body_to_scan * b2s
         per = per + cfg.pose_weight * params["body_pose"].pow(2).sum(1) * 1e-2
         per = per + cfg.shape_weight * params["betas"].pow(2).sum(1) * 1e-2
+        if cfg.prior_weight:
+            per = per + cfg.prior_weight * pose_prior().cost(params["body_pose"])
         if pose_penalty is not None:
             per = per + 1e-3 * pose_penalty(params["body_pose"])
         if anchor is not None:
@@ -253,6 +315,8 @@ def _full_stage(
         opt.zero_grad()
         per, _ = loss_fn()
         per.sum().backward()
+        if frozen_joints is not None:
+            params["body_pose"].grad.view(len(keep), -1, 3)[:, frozen_joints] = 0
         opt.step()
         if it % 10 == 9:
             report("fit_surface", (it + 1) / iters)

@@ -1,0 +1,87 @@
+"""Single-view scans: from which direction was the scan seen, and which body vertices could it see?
+
+A depth camera sees one side of the body. The surface fit's body->scan term must not pull the unseen side
+(an arm behind the torso) onto the seen surface, so for such a scan it counts only the body vertices visible
+from the scan's view. The view is estimated from a fitted body (the loop fit): among directions on a sphere,
+the one whose visible vertices best cover the body vertices that have scan points near them. Orthographic
+z-buffer on a grid of the body's surface samples (vertices and face points), all directions in one batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from scipy.spatial import cKDTree
+
+from loopreg.fit.offsets import vertex_normals
+
+CELL_M = 0.02  # z-buffer cell
+DEPTH_TOL_M = 0.025  # a vertex within this of its cell's front surface is visible
+NEAR_M = 0.03  # a body vertex is "seen" when a scan point lies within this, outside its surface
+BEHIND_M = 0.01  # ... (at most this far behind the vertex along its normal)
+NUM_DIRECTIONS = 96
+
+
+@dataclass
+class View:
+    direction: torch.Tensor  # (3,) unit vector from the body towards the camera
+    visible: torch.Tensor  # (V,) bool, body vertices visible from it
+    recall: float  # share of the seen body vertices that are visible from the direction
+    seen: float  # share of all body vertices with a scan point within NEAR_M
+
+
+def sphere_directions(n: int) -> torch.Tensor:
+    """n near-uniform unit vectors (Fibonacci sphere), (n,3) float64."""
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    z = 1 - 2 * i / n
+    r = (1 - z * z).sqrt()
+    phi = i * math.pi * (3 - math.sqrt(5))
+    return torch.stack([r * phi.cos(), r * phi.sin(), z], 1)
+
+
+def surface_samples(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Vertices, face centroids and the midpoints between each centroid and its corners: (V + 4F, 3)."""
+    tri = vertices[faces]  # (F,3,3)
+    c = tri.mean(1)
+    return torch.cat([vertices, c, ((tri + c[:, None]) / 2).reshape(-1, 3)])
+
+
+def visible_vertices(vertices: torch.Tensor, faces: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """(D,V) bool: vertex visible from an orthographic camera at infinity along each direction (D,3)."""
+    dev = vertices.device
+    d = directions.to(dev, vertices.dtype)
+    helper = torch.where(d[:, :1].abs() < 0.9, torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0]))
+    u = torch.linalg.cross(d, helper.to(dev, d.dtype), dim=-1)
+    u = u / u.norm(dim=-1, keepdim=True)
+    w = torch.linalg.cross(d, u, dim=-1)
+    pts = surface_samples(vertices, faces)
+    V, D = len(vertices), len(d)
+    coords = torch.stack([pts @ u.T, pts @ w.T], -1)  # (P,D,2)
+    height = pts @ d.T  # (P,D): larger is nearer the camera
+    cell = torch.floor((coords - coords.amin(0)) / CELL_M).long()
+    ncell = int(cell.max()) + 1
+    key = (torch.arange(D, device=dev) * ncell + cell[..., 0]) * ncell + cell[..., 1]  # (P,D)
+    front = torch.full((D * ncell * ncell,), -math.inf, device=dev, dtype=vertices.dtype)
+    front.scatter_reduce_(0, key.reshape(-1), height.reshape(-1), "amax")
+    front_v = front[key[:V].reshape(-1)].reshape(V, D)
+    return (height[:V] >= front_v - DEPTH_TOL_M).T
+
+
+@torch.no_grad()
+def estimate_view(vertices: torch.Tensor, faces: torch.Tensor, scan: torch.Tensor) -> View:
+    """The direction whose visible vertices of the body (V,3) best cover the body vertices with scan points
+    near them (N,3, same frame). A full scan has no such direction: recall stays near a half; a depth view's
+    own direction reaches ~0.9."""
+    faces = faces.to(vertices.device).long()
+    dist, idx = cKDTree(scan.detach().cpu().numpy()).query(vertices.detach().cpu().numpy(), k=1)
+    off = scan.to(vertices)[torch.as_tensor(idx, device=vertices.device)] - vertices
+    out = (off * vertex_normals(vertices, faces)).sum(-1) > -BEHIND_M
+    seen = torch.as_tensor(dist < NEAR_M, device=vertices.device) & out
+    dirs = sphere_directions(NUM_DIRECTIONS)
+    vis = visible_vertices(vertices.detach(), faces, dirs)  # (D,V)
+    both = (vis & seen).sum(1)
+    recall = both / seen.sum().clamp_min(1)
+    best = int((both / (vis | seen).sum(1).clamp_min(1)).argmax())  # Jaccard: not just the most seen
+    return View(dirs[best].to(vertices), vis[best], float(recall[best]), float(seen.float().mean()))
