@@ -28,3 +28,12 @@ def sample_surface(
     s = np.sqrt(r1)
     bary = np.stack([1 - s, s * (1 - r2), s * r2], 1)
     return np.einsum("nc,nck->nk", bary, v[f[face]]), face
+
+
+def sphere_directions(n: int) -> np.ndarray:
+    """n near-uniform unit vectors (a Fibonacci sphere), (n,3) float64."""
+    i = np.arange(n) + 0.5
+    z = 1 - 2 * i / n
+    r = np.sqrt(1 - z * z)
+    phi = i * np.pi * (3 - np.sqrt(5))
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], 1)

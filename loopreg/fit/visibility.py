@@ -16,6 +16,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from loopreg.fit.offsets import vertex_normals
+from loopreg.geometry import sphere_directions
 
 CELL_M = 0.02  # z-buffer cell
 DEPTH_TOL_M = 0.025  # a vertex within this of its cell's front surface is visible
@@ -30,15 +31,6 @@ class View:
     visible: torch.Tensor  # (V,) bool, body vertices visible from it
     recall: float  # share of the seen body vertices that are visible from the direction
     seen: float  # share of all body vertices with a scan point within NEAR_M
-
-
-def sphere_directions(n: int) -> torch.Tensor:
-    """n near-uniform unit vectors (Fibonacci sphere), (n,3) float64."""
-    i = torch.arange(n, dtype=torch.float64) + 0.5
-    z = 1 - 2 * i / n
-    r = (1 - z * z).sqrt()
-    phi = i * math.pi * (3 - math.sqrt(5))
-    return torch.stack([r * phi.cos(), r * phi.sin(), z], 1)
 
 
 def surface_samples(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -79,7 +71,7 @@ def estimate_view(vertices: torch.Tensor, faces: torch.Tensor, scan: torch.Tenso
     off = scan.to(vertices)[torch.as_tensor(idx, device=vertices.device)] - vertices
     out = (off * vertex_normals(vertices, faces)).sum(-1) > -BEHIND_M
     seen = torch.as_tensor(dist < NEAR_M, device=vertices.device) & out
-    dirs = sphere_directions(NUM_DIRECTIONS)
+    dirs = torch.as_tensor(sphere_directions(NUM_DIRECTIONS))
     vis = visible_vertices(vertices.detach(), faces, dirs)  # (D,V)
     both = (vis & seen).sum(1)
     recall = both / seen.sum().clamp_min(1)

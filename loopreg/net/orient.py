@@ -15,10 +15,13 @@ import numpy as np
 import torch
 
 from loopreg.data.normalise import rotation_to_y
+from loopreg.geometry import sphere_directions
 from loopreg.net.model import CorrNet
 
 SUBSETS = 3  # the score of one 256-point subset is noisy: on hard scans the winner changes with the subset
 TOP = 12  # hypotheses re-scored on the other subsets
+WIDEN_BELOW = 3.0  # best logit below this: widen the search (correct orientations score ~9-14, some ~1)
+WIDE_UPS = 26  # up axes of the widened search (Fibonacci sphere), x n_yaw turns each
 CHUNK = 8  # clouds per scoring batch on CPU: 2.4 ms per cloud in 8s, 3.9 ms in one batch of 72 (2 cores)
 
 
@@ -44,12 +47,20 @@ def hypotheses(ups: np.ndarray, n_yaw: int) -> np.ndarray:
 
 @torch.no_grad()
 def search(
-    net: CorrNet, points: np.ndarray, seed: int = 0, n_yaw: int = 12, n_subsets: int = SUBSETS, top: int = TOP
+    net: CorrNet,
+    points: np.ndarray,
+    seed: int = 0,
+    n_yaw: int = 12,
+    n_subsets: int = SUBSETS,
+    top: int = TOP,
+    widen_below: float | None = WIDEN_BELOW,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best orientation of one scan (N,3): (3,3) body axes (left, up, forward) as columns in the input
     frame, so `points @ axes` is canonically oriented; the scores (H,) of all hypotheses and the hypotheses
     (H,3,3) (input -> canonical guess; `H[h].T` its axes). Every hypothesis is scored on one random subset,
-    the `top` best again on `n_subsets - 1` more (their score: the mean logit); the winner is among those."""
+    the `top` best again on `n_subsets - 1` more (their score: the mean logit); the winner is among those.
+    When the winner scores below `widen_below` (no hypothesis looks like a body: e.g. a body bent forward,
+    whose long axis is not its up), WIDE_UPS up axes all round the sphere are scored the same way too."""
     p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     rng = np.random.default_rng(seed)
     n = min(net.cfg.score_points, len(p))
@@ -66,13 +77,20 @@ def search(
         logits = torch.cat([net.score(x[i : i + step].to(dev)) for i in range(0, len(x), step)])
         return logits.reshape(len(R), len(clouds)).cpu().numpy()
 
-    scores = score(H, subs[:1])[:, 0]
-    best = np.argsort(-scores)[: min(top, len(H))]
-    if n_subsets > 1:
-        scores[best] = (scores[best] + score(H[best], subs[1:]).sum(1)) / n_subsets
-        scores[np.setdiff1d(np.arange(len(H)), best)] -= 1e-3  # ties go to the re-scored ones
+    def rank(H: np.ndarray) -> np.ndarray:  # all on the first subset, the best `top` on all of them
+        scores = score(H, subs[:1])[:, 0]
+        best = np.argsort(-scores)[: min(top, len(H))]
+        if n_subsets > 1:
+            scores[best] = (scores[best] + score(H[best], subs[1:]).sum(1)) / n_subsets
+            scores[np.setdiff1d(np.arange(len(H)), best)] -= 1e-3  # ties go to the re-scored ones
+        return scores
+
+    scores = rank(H)
+    if widen_below is not None and scores.max() < widen_below:  # unsure: try ups all round the sphere
+        wide = hypotheses(sphere_directions(WIDE_UPS), n_yaw)
+        H, scores = np.concatenate([H, wide]), np.concatenate([scores, rank(wide)])
     net.train(was_training)
-    return H[best[int(scores[best].argmax())]].T, scores, H
+    return H[int(scores.argmax())].T, scores, H
 
 
 def runner_up(H: np.ndarray, scores: np.ndarray, min_deg: float = 90.0) -> int:
