@@ -6,7 +6,9 @@ Input: scan points p (N,3) in the normalised model frame (metres, y up), a canon
 
 - Stage A, fixed correspondences: one field lookup at x, reused; minimise the weighted Geman-McClure loop
   loss rho(|W(x; theta, beta) + t - p|) (its scale shrinks over the iterations) + a pose prior (joint-limit
-  violation and a small |theta|^2) + a shape prior |beta|^2. Rigid (global_orient, transl) first, then all.
+  violation and `poses.pose_prior`, a Gaussian on the joint angles of the pose sampler: joints without data
+  drift towards a likely pose, not the T-pose) + a shape prior |beta|^2. Rigid (global_orient, transl)
+  first, then all.
 - Stage B, free correspondences (LoopReg's test-time refinement): x becomes a variable too, with a term
   |x - closest(x)|^2 that keeps it on the canonical surface; theta, beta, t continue. The field is looked up
   again every `relookup_every` iterations; in between, closest(x) is linearised (it slides with x along the

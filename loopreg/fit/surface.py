@@ -46,7 +46,6 @@ class SurfaceFitConfig:
     lr: float = 0.03
     body_to_scan: float = 0.5  # weight of the body->scan term (lower it for partial scans)
     robust_m: float = 0.05  # Geman-McClure scale of the body->scan term
-    scan_robust_m: float = 0.0  # full stage: Geman-McClure scale of the scan->body term (0: squared)
     pose_weight: float = 1e-3  # |body_pose|^2 (x 1e-2): a pull to the T-pose
     prior_weight: float = 0.0  # poses.pose_prior cost (squared z-scores of the joint angles)
     shape_weight: float = 1e-3
@@ -72,7 +71,6 @@ def chamfer_terms(
     normals: torch.Tensor | None = None,
     outside_weight: float = 1.0,
     body_mask: torch.Tensor | None = None,
-    scan_robust_m: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-hypothesis mean squared scan->body distance and robust body->scan distance.
 
@@ -81,8 +79,7 @@ def chamfer_terms(
     body, the body may not come out through it (the body-inside-clothes prior). Normalised, a scan that stands
     off everywhere is fitted as without it (on 3 synthetic bodies clothed on torso and legs: V2V 1.10 ->
     0.94 cm normalised, 1.01 cm not). `body_mask` (V,) bool: only these body vertices enter the body->scan
-    term (a single-view scan: those its camera could see, `visibility.estimate_view`). `scan_robust_m` > 0
-    makes the scan->body term Geman-McClure with that scale too (outliers then stop dragging free parts).
+    term (a single-view scan: those its camera could see, `visibility.estimate_view`).
     """
     B = verts.shape[0]
     v_np = verts.detach().cpu().numpy()
@@ -94,8 +91,6 @@ def chamfer_terms(
     r_b2s = scan[idx_b2s] - verts
     s2b, b2s = r_s2b.pow(2).sum(-1), r_b2s.pow(2).sum(-1)
     b2s = b2s / (b2s + robust_m**2)
-    if scan_robust_m > 0:
-        s2b = s2b / (s2b + scan_robust_m**2) * scan_robust_m**2
     w_s2b, w_b2s = torch.ones_like(s2b), torch.ones_like(b2s)
     if normals is not None and outside_weight != 1.0:
         n_s2b = torch.gather(normals, 1, idx_s2b[..., None].expand(-1, -1, 3))
@@ -297,7 +292,7 @@ def _full_stage(
         out = model(**params)
         normals = vertex_normals(out.vertices.detach(), faces) if cfg.outside_weight != 1.0 else None
         s2b, b2s = chamfer_terms(
-            out.vertices, scan, tree, cfg.robust_m, normals, cfg.outside_weight, body_mask, cfg.scan_robust_m
+            out.vertices, scan, tree, cfg.robust_m, normals, cfg.outside_weight, body_mask
         )
         per = s2b + cfg.body_to_scan * b2s
         per = per + cfg.pose_weight * params["body_pose"].pow(2).sum(1) * 1e-2
