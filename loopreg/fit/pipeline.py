@@ -31,9 +31,9 @@ from loopreg.fit.surface import (
     FitResult,
     SurfaceFitConfig,
     fit_surface,
+    joint_support,
     outside_share,
     surface_loss,
-    unseen_joints,
 )
 from loopreg.fit.visibility import estimate_view
 
@@ -189,7 +189,7 @@ class FitPlan:
     # vertices visible from it: the unseen side is not pulled onto the seen surface.
     partial_recall: float = 0.58
     # Single-view scans: joints with fewer than unseen_share of the scan points on the parts they move keep
-    # the loop fit's pose in the surface fit (surface.unseen_joints; 0: off). Not on full scans: there a
+    # the loop fit's pose in the surface fit (surface.joint_support; 0: off). Not on full scans: there a
     # part without points near the loop-fit body is one the loop fit misplaced, for the surface fit to mend.
     unseen_share: float = 0.03
     # ... and those with under empty_share (nothing but strays) start the surface fit from the pose prior's
@@ -230,7 +230,7 @@ def fit_correspondences(
         model, body_field, scan, corr["corr"], corr["corr_weights"], orient, transl, plan.loop, report
     )
     orientation = "search winner"
-    start = "T-pose"
+    start = "prior pose" if plan.loop.start_at_prior else "T-pose"
     if plan.prior_start:
         cfg2 = replace(plan.loop, start_at_prior=not plan.loop.start_at_prior)
         loop2 = fit_loop(model, body_field, scan, corr["corr"], corr["corr_weights"], orient, transl, cfg2)
@@ -258,12 +258,11 @@ def fit_correspondences(
     view = estimate_view(loop_body, model.faces, scan)
     partial = view.recall > plan.partial_recall
     mask = view.visible if partial else None
-    frozen = None
+    frozen, init = None, loop.as_init()
     if partial and plan.unseen_share > 0:
-        frozen = unseen_joints(model, loop_body, scan, plan.unseen_share)
-    init = loop.as_init()
-    if frozen is not None and plan.empty_share > 0:
-        empty = unseen_joints(model, loop_body, scan, plan.empty_share)
+        support = joint_support(model, loop_body, scan)
+        frozen = support < plan.unseen_share
+        empty = support < plan.empty_share
         pose = init["body_pose"].reshape(-1, 3).clone()
         pose[empty] = pose_prior().body_pose.reshape(-1, 3).to(pose)[empty]
         init["body_pose"] = pose.reshape(-1)

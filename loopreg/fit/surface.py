@@ -126,12 +126,10 @@ def outside_share(vertices: torch.Tensor, faces: torch.Tensor, scan: torch.Tenso
     return float((signed_offsets(vertices, faces, scan) > far_m).float().mean())
 
 
-def unseen_joints(
-    model: BodyModel, vertices: torch.Tensor, scan: torch.Tensor, min_share: float
-) -> torch.Tensor:
-    """(23,) bool: body joints with fewer than min_share of the scan points on the body part they move
-    (their nearest vertex of the body (V,3) is skinned mostly to the joint or one below it): an arm hidden
-    behind the torso. The surface fit keeps such joints as they are: with nothing to fit, Adam would
+def joint_support(model: BodyModel, vertices: torch.Tensor, scan: torch.Tensor) -> torch.Tensor:
+    """(23,) share of the scan points (N,3) on the body part each body joint moves: those whose nearest vertex
+    of the body (V,3) is skinned mostly to the joint or one below it. Near 0: an arm hidden behind the torso,
+    which the surface fit keeps as it is (`fit_surface(frozen_joints=...)`): with nothing to fit, Adam would
     follow any stray gradient (an outlier, a far chamfer pair) at full step."""
     with torch.no_grad():
         idx = cKDTree(vertices.detach().cpu().numpy()).query(scan.detach().cpu().numpy(), k=1)[1]
@@ -140,7 +138,7 @@ def unseen_joints(
         parents = model.parents.cpu().numpy()
         for j in range(model.num_joints - 1, 0, -1):  # parents come before children
             count[parents[j]] += count[j]
-    return torch.as_tensor(count[1:] < min_share * len(scan), device=vertices.device)
+    return torch.as_tensor(count[1:] / max(len(scan), 1), device=vertices.device)
 
 
 def _rodrigues(aa: torch.Tensor) -> torch.Tensor:
@@ -176,7 +174,7 @@ def fit_surface(
     iterations at `cfg.init_lr` (corr and extra_init are then unused). `anchor(params)` -> (K,) adds a
     term to the full stage's loss, e.g. the loop loss of the loop fit's correspondences (params (K, n)).
     `body_mask` (V,) bool: the body vertices the full stage's body->scan term counts (see chamfer_terms);
-    `frozen_joints` (23,) bool: body joints the full stage leaves as they start (`unseen_joints`).
+    `frozen_joints` (23,) bool: body joints the full stage leaves as they start (see `joint_support`).
     """
     cfg = cfg or SurfaceFitConfig()
     dev, dt = model.v_template.device, model.v_template.dtype
