@@ -44,8 +44,9 @@ def visible_vertices(vertices: torch.Tensor, faces: torch.Tensor, directions: to
     """(D,V) bool: vertex visible from an orthographic camera at infinity along each direction (D,3)."""
     dev = vertices.device
     d = directions.to(dev, vertices.dtype)
-    helper = torch.where(d[:, :1].abs() < 0.9, torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0]))
-    u = torch.linalg.cross(d, helper.to(dev, d.dtype), dim=-1)
+    x_axis, y_axis = torch.eye(3, device=dev, dtype=d.dtype)[:2]
+    helper = torch.where(d[:, :1].abs() < 0.9, x_axis, y_axis)  # any axis not along d
+    u = torch.linalg.cross(d, helper, dim=-1)
     u = u / u.norm(dim=-1, keepdim=True)
     w = torch.linalg.cross(d, u, dim=-1)
     pts = surface_samples(vertices, faces)
