@@ -38,7 +38,9 @@ from loopreg.fit.surface import (
 from loopreg.fit.visibility import estimate_view
 
 Progress = Callable[[str, float], None]
-FIT_POINTS = 3000
+# Scan points the network sees and the fits use. 6000 vs 3000 (clothed n=32 with heavy_outside_weight 0.01):
+# V2V 1.83 -> 1.64 cm for 3.9 -> 4.7 s per scan; 10000: 1.59 cm (first 16 scans) for 5.7 s.
+FIT_POINTS = 6000
 OFFSET_POINTS = 10000  # scan points the per-vertex offsets are fitted to
 
 
@@ -182,7 +184,7 @@ class FitPlan:
     clothed_far_m: float = 0.01
     clothed_outside_weight: float = 0.1
     heavy_share: float = 0.4
-    heavy_outside_weight: float = 0.03
+    heavy_outside_weight: float = 0.01  # 0.03 -> 0.01: clothed n=32 V2V 1.94 -> 1.83 cm (3000 points)
     # Single-view scans: when the loop-fit body's vertices with scan points on them are mostly those
     # visible from one direction (visibility.estimate_view recall above partial_recall; measured on GT
     # bodies: full scans 0.48-0.54, depth views 0.62-0.80), the surface fit's body->scan term counts only the
@@ -196,6 +198,11 @@ class FitPlan:
     # median pose: partial n=32 V2V 3.60 -> 3.52 cm (0.01: 3.55; all unseen joints, 0.03: ~4.1), wild's 9
     # single views: 0020 6.4 -> 2.9 cm, 0008 5.6 -> 5.0 (/tmp/diag/cfg.py, one thread).
     empty_share: float = 0.003
+    # SMPL joints the surface fit leaves at the loop fit's pose: the ankles. A chamfer cannot tell a foot's
+    # angle inside a shoe (sole, toe box); measured (6000 points): clothed V2V 1.64 -> 1.57 cm (first 16 of
+    # n=32), 2.09 -> 1.86 (clothed n=16 seed 3000), minimal 0.84 -> 0.83; ankles + toes 1.56, toes alone
+    # 1.64, + wrists and hands 1.61.
+    loop_joints: tuple[int, ...] = (7, 8)
     # Fit the loop twice, from the T-pose and from the pose prior's median pose, and keep the lower final
     # loop objective. Off: +1.1 s per scan for V2V 0.93 -> 0.93 cm (minimal), 1.94 -> 1.88 (clothed), n=32.
     prior_start: bool = False
@@ -259,9 +266,12 @@ def fit_correspondences(
     partial = view.recall > plan.partial_recall
     mask = view.visible if partial else None
     frozen, init = None, loop.as_init()
+    if plan.loop_joints:
+        frozen = torch.zeros(model.num_joints - 1, dtype=torch.bool, device=scan.device)
+        frozen[[j - 1 for j in plan.loop_joints]] = True
     if partial and plan.unseen_share > 0:
         support = joint_support(model, loop_body, scan)
-        frozen = support < plan.unseen_share
+        frozen = support < plan.unseen_share if frozen is None else frozen | (support < plan.unseen_share)
         empty = support < plan.empty_share
         pose = init["body_pose"].reshape(-1, 3).clone()
         pose[empty] = pose_prior().body_pose.reshape(-1, 3).to(pose)[empty]
@@ -290,7 +300,7 @@ def fit_correspondences(
         "outside_weight": weight if clothed else 1.0,
         "view_recall": view.recall,
         "single_view": partial,
-        "frozen_joints": int(frozen.sum()) if frozen is not None else 0,
+        "frozen_joints": int(frozen.sum()) if frozen is not None else 0,  # loop_joints included
     }
     if plan.fallback == "always" or (plan.fallback == "auto" and loop.inliers < plan.fallback_inliers):
         extra = corr if plan.fallback_corr else {"extra_init": corr["extra_init"]}
