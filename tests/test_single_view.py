@@ -112,10 +112,38 @@ def test_pipeline_fits_a_side_view(model, relaxed):
     hand = torch.as_tensor(model.parts.numpy() == PART_NAMES.index("right_forearm"))
     err = {}
     for share in (FitPlan().unseen_share, 0.0):
-        fit, info = fit_correspondences(model, relaxed[vis], corr, FitPlan(unseen_share=share))
+        fit, info = fit_correspondences(
+            model, relaxed[vis], corr, FitPlan(unseen_share=share, loop_joints=())
+        )
         assert info["single_view"] and info["view_recall"] > FitPlan().partial_recall
         assert (info["frozen_joints"] >= 3) == (share > 0)
         e = (fit.vertices - relaxed).norm(dim=-1)
         assert float(e[vis].mean()) < 0.01
         err[share] = float(e[hand].mean())
     assert err[FitPlan().unseen_share] < 0.3 and err[0.0] > 2 * err[FitPlan().unseen_share], err
+
+
+def test_surface_fit_keeps_the_loop_fits_ankles(model, relaxed):
+    """A full scan: with `loop_joints` the ankles end at the loop fit's pose (what a surface fit of zero
+    iterations returns), while the other joints move in the surface fit."""
+    from dataclasses import replace
+
+    from loopreg.fit.pipeline import FitPlan, fit_correspondences
+
+    p = library_poses(["relaxed"])
+    corr = {
+        "corr": model.v_template,
+        "corr_weights": torch.ones(len(relaxed)),
+        "extra_init": (p.global_orient[0], torch.zeros(3)),
+    }
+    plan = FitPlan(fallback="never")
+    loop_only, _ = fit_correspondences(
+        model, relaxed, corr, replace(plan, surface=replace(plan.surface, init_iters=0))
+    )
+    fit, info = fit_correspondences(model, relaxed, corr, plan)
+    assert not info["single_view"] and info["frozen_joints"] == len(plan.loop_joints)
+    pose, start = fit.body_pose.reshape(-1, 3), loop_only.body_pose.reshape(-1, 3)
+    kept = [j - 1 for j in plan.loop_joints]
+    assert torch.equal(pose[kept], start[kept])
+    moved = (pose - start).norm(dim=1) > 1e-6
+    assert int(moved.sum()) >= 10 and not moved[kept].any()

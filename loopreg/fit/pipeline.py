@@ -38,9 +38,10 @@ from loopreg.fit.surface import (
 from loopreg.fit.visibility import estimate_view
 
 Progress = Callable[[str, float], None]
-# Scan points the network sees and the fits use. 6000 vs 3000 (clothed n=32 with heavy_outside_weight 0.01):
-# V2V 1.83 -> 1.64 cm for 3.9 -> 4.7 s per scan; 10000: 1.59 cm (first 16 scans) for 5.7 s.
-FIT_POINTS = 6000
+# Scan points the network sees (it encodes 4096 of them) and the fits use. Clothed n=32 V2V with heavy weight
+# 0.01: 3000 1.83 cm (3.9 s per scan), 6000 1.64 (4.7 s); with the ankles kept, 6000 1.57 (bench), 10000 1.46
+# (one-thread screening; ~5.5 s).
+FIT_POINTS = 10000
 OFFSET_POINTS = 10000  # scan points the per-vertex offsets are fitted to
 
 
@@ -267,7 +268,7 @@ def fit_correspondences(
     mask = view.visible if partial else None
     frozen, init = None, loop.as_init()
     if plan.loop_joints:
-        frozen = torch.zeros(model.num_joints - 1, dtype=torch.bool, device=scan.device)
+        frozen = torch.zeros(model.num_joints - 1, dtype=torch.bool, device=loop_body.device)
         frozen[[j - 1 for j in plan.loop_joints]] = True
     if partial and plan.unseen_share > 0:
         support = joint_support(model, loop_body, scan)
