@@ -39,8 +39,8 @@ from loopreg.fit.visibility import estimate_view
 
 Progress = Callable[[str, float], None]
 # Scan points the network sees (it encodes 4096 of them) and the fits use. Clothed n=32 V2V with heavy weight
-# 0.01: 3000 1.83 cm (3.9 s per scan), 6000 1.64 (4.7 s); with the ankles kept, 6000 1.57 (bench), 10000 1.46
-# (one-thread screening; ~5.5 s).
+# 0.01: 3000 1.83 cm (3.9 s per scan), 6000 1.64 (4.7 s); with the ankles kept (bench): 6000 1.57 (4.1 s),
+# 10000 1.46 (4.6 s).
 FIT_POINTS = 10000
 OFFSET_POINTS = 10000  # scan points the per-vertex offsets are fitted to
 
@@ -266,13 +266,12 @@ def fit_correspondences(
     view = estimate_view(loop_body, model.faces, scan)
     partial = view.recall > plan.partial_recall
     mask = view.visible if partial else None
-    frozen, init = None, loop.as_init()
-    if plan.loop_joints:
-        frozen = torch.zeros(model.num_joints - 1, dtype=torch.bool, device=loop_body.device)
-        frozen[[j - 1 for j in plan.loop_joints]] = True
+    init = loop.as_init()
+    frozen = torch.zeros(model.num_joints - 1, dtype=torch.bool, device=loop_body.device)
+    frozen[[j - 1 for j in plan.loop_joints]] = True
     if partial and plan.unseen_share > 0:
         support = joint_support(model, loop_body, scan)
-        frozen = support < plan.unseen_share if frozen is None else frozen | (support < plan.unseen_share)
+        frozen |= support < plan.unseen_share
         empty = support < plan.empty_share
         pose = init["body_pose"].reshape(-1, 3).clone()
         pose[empty] = pose_prior().body_pose.reshape(-1, 3).to(pose)[empty]
@@ -301,7 +300,7 @@ def fit_correspondences(
         "outside_weight": weight if clothed else 1.0,
         "view_recall": view.recall,
         "single_view": partial,
-        "frozen_joints": int(frozen.sum()) if frozen is not None else 0,  # loop_joints included
+        "frozen_joints": int(frozen.sum()),  # loop_joints included
     }
     if plan.fallback == "always" or (plan.fallback == "auto" and loop.inliers < plan.fallback_inliers):
         extra = corr if plan.fallback_corr else {"extra_init": corr["extra_init"]}
