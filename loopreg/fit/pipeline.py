@@ -35,7 +35,8 @@ from loopreg.fit.surface import (
     outside_share,
     surface_loss,
 )
-from loopreg.fit.visibility import estimate_view
+from loopreg.fit.visibility import estimate_view, layering
+from loopreg.geometry import sphere_directions
 
 Progress = Callable[[str, float], None]
 # Scan points the network sees (it encodes 4096 of them) and the fits use. Clothed n=32 V2V with heavy weight
@@ -43,6 +44,7 @@ Progress = Callable[[str, float], None]
 # 10000 1.46 (4.6 s).
 FIT_POINTS = 10000
 OFFSET_POINTS = 10000  # scan points the per-vertex offsets are fitted to
+VIEW_DIRECTIONS = torch.as_tensor(sphere_directions(96), dtype=torch.float32)  # single-view test (layering)
 
 
 @dataclass
@@ -186,13 +188,14 @@ class FitPlan:
     clothed_outside_weight: float = 0.1
     heavy_share: float = 0.4
     heavy_outside_weight: float = 0.01  # 0.03 -> 0.01: clothed n=32 V2V 1.94 -> 1.83 cm (3000 points)
-    # Single-view scans: when the loop-fit body's vertices with scan points on them are mostly those
-    # visible from one direction (visibility.estimate_view recall above partial_recall; measured on GT
-    # bodies: full scans 0.48-0.54, depth views 0.62-0.80), the surface fit's body->scan term counts only the
-    # vertices visible from it: the unseen side is not pulled onto the seen surface. 0.58 -> 0.55: partial
-    # scans 16 and 17 (loop-fit bodies at 0.58, a cropped head, a hidden arm) now count: partial n=32 V2V
-    # 3.48 -> 3.28 cm; clothed, minimal and wild unchanged (no full scan above 0.55).
-    partial_recall: float = 0.55
+    # Single-view scans: a depth camera sees one surface per ray, so along some direction the scan's points
+    # stack in one layer (visibility.layering: mean depth spread per 2 cm cell, the least over 96 directions;
+    # measured: depth views 0.014-0.055 m, full scans 0.094-0.298 on the four n=32 suites and partial n=16
+    # seed 3000). Below single_layer_m the surface fit's body->scan term counts only the loop-fit body's
+    # vertices visible from the view (visibility.estimate_view): the unseen side is not pulled onto the seen
+    # surface. Was: the view's recall of the seen body vertices above 0.58 (then 0.55); a loop fit with a
+    # misplaced limb lowers it (partial 16, 17: 0.58; seed 3000 scan 6: 0.54, its hidden arm 52 cm off).
+    single_layer_m: float = 0.07
     # Single-view scans: joints with fewer than unseen_share of the scan points on the parts they move keep
     # the loop fit's pose in the surface fit (surface.joint_support; 0: off). Not on full scans: there a
     # part without points near the loop-fit body is one the loop fit misplaced, for the surface fit to mend.
@@ -266,7 +269,8 @@ def fit_correspondences(
     weight = plan.heavy_outside_weight if share > plan.heavy_share else plan.clothed_outside_weight
     surface = replace(plan.surface, outside_weight=weight) if clothed else plan.surface
     view = estimate_view(loop_body, model.faces, scan)
-    partial = view.recall > plan.partial_recall
+    layered = float(layering(scan.to(loop_body), VIEW_DIRECTIONS).min())
+    partial = layered < plan.single_layer_m
     mask = view.visible if partial else None
     init = loop.as_init()
     frozen = torch.zeros(model.num_joints - 1, dtype=torch.bool, device=loop_body.device)
@@ -301,6 +305,7 @@ def fit_correspondences(
         "clothed": clothed,
         "outside_weight": weight if clothed else 1.0,
         "view_recall": view.recall,
+        "layering_m": layered,
         "single_view": partial,
         "frozen_joints": int(frozen.sum()),  # loop_joints included
     }

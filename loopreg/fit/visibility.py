@@ -23,6 +23,7 @@ DEPTH_TOL_M = 0.025  # a vertex within this of its cell's front surface is visib
 NEAR_M = 0.03  # a body vertex is "seen" when a scan point lies within this, outside its surface
 BEHIND_M = 0.01  # ... (at most this far behind the vertex along its normal)
 NUM_DIRECTIONS = 96
+LAYER_POINTS = 10000  # layering: scan points per CELL_M cell size (the pipeline's fit points)
 
 
 @dataclass
@@ -78,3 +79,33 @@ def estimate_view(vertices: torch.Tensor, faces: torch.Tensor, scan: torch.Tenso
     recall = both / seen.sum().clamp_min(1)
     best = int((both / (vis | seen).sum(1).clamp_min(1)).argmax())  # Jaccard: not just the most seen
     return View(dirs[best].to(vertices), vis[best], float(recall[best]), float(seen.float().mean()))
+
+
+@torch.no_grad()
+def layering(scan: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """(D,) mean depth spread (m) within the cells of the scan (N,3) projected along each direction.
+
+    A depth camera sees one surface per ray: along its own direction a cell holds points of that one
+    surface (a few cm of spread where it slopes), while a full scan has a front and a back along every
+    direction (the body's depth, 15-30 cm). Needs no fitted body. Cells are CELL_M for LAYER_POINTS points
+    and grow as sqrt(LAYER_POINTS / N) for fewer, so that a cell holds about as many points.
+    """
+    d = directions.to(scan)
+    helper = torch.where(d[:, :1].abs() < 0.9, d.new_tensor([1.0, 0.0, 0.0]), d.new_tensor([0.0, 1.0, 0.0]))
+    u = torch.linalg.cross(d, helper, dim=-1)
+    u = u / u.norm(dim=-1, keepdim=True)
+    w = torch.linalg.cross(d, u, dim=-1)
+    coords = torch.stack([scan @ u.T, scan @ w.T], -1)  # (N,D,2)
+    h = scan @ d.T  # (N,D)
+    size = CELL_M * math.sqrt(max(1.0, LAYER_POINTS / max(len(scan), 1)))
+    cell = torch.floor((coords - coords.amin(0)) / size).long()
+    n = int(cell.max()) + 1
+    D = len(d)
+    key = ((torch.arange(D, device=scan.device) * n + cell[..., 0]) * n + cell[..., 1]).reshape(-1)
+    hi = torch.full((D * n * n,), -math.inf, device=scan.device, dtype=scan.dtype)
+    lo = torch.full_like(hi, math.inf)
+    hi.scatter_reduce_(0, key, h.reshape(-1), "amax")
+    lo.scatter_reduce_(0, key, h.reshape(-1), "amin")
+    spread = (hi - lo).reshape(D, -1)
+    occupied = torch.isfinite(spread)
+    return torch.where(occupied, spread, 0).sum(1) / occupied.sum(1)
