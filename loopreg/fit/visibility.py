@@ -5,6 +5,7 @@ A depth camera sees one side of the body. The surface fit's body->scan term must
 from the scan's view. The view is estimated from a fitted body (the loop fit): among directions on a sphere,
 the one whose visible vertices best cover the body vertices that have scan points near them. Orthographic
 z-buffer on a grid of the body's surface samples (vertices and face points), all directions in one batch.
+Whether a scan is a single view at all is told by the scan alone (`layering`): one surface per camera ray.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ DEPTH_TOL_M = 0.025  # a vertex within this of its cell's front surface is visib
 NEAR_M = 0.03  # a body vertex is "seen" when a scan point lies within this, outside its surface
 BEHIND_M = 0.01  # ... (at most this far behind the vertex along its normal)
 NUM_DIRECTIONS = 96
-LAYER_POINTS = 10000  # layering: scan points per CELL_M cell size (the pipeline's fit points)
+LAYER_POINTS = 10000  # layering: scan points per CELL_M cell size (the pipeline's fit points) ...
+LAYER_HALF_SPAN_M = 1.5  # ... on a grid this far either side of the scan's median
 
 
 @dataclass
@@ -98,8 +100,9 @@ def layering(scan: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     coords = torch.stack([scan @ u.T, scan @ w.T], -1)  # (N,D,2)
     h = scan @ d.T  # (N,D)
     size = CELL_M * math.sqrt(max(1.0, LAYER_POINTS / max(len(scan), 1)))
-    cell = torch.floor((coords - coords.amin(0)) / size).long()
-    n = int(cell.max()) + 1
+    n = int(2 * LAYER_HALF_SPAN_M / size) + 1  # far outliers share the border cells: the grid stays small
+    corner = coords.median(0).values - LAYER_HALF_SPAN_M
+    cell = torch.floor((coords - corner) / size).long().clamp(0, n - 1)
     D = len(d)
     key = ((torch.arange(D, device=scan.device) * n + cell[..., 0]) * n + cell[..., 1]).reshape(-1)
     hi = torch.full((D * n * n,), -math.inf, device=scan.device, dtype=scan.dtype)
