@@ -64,7 +64,7 @@ def test_visible_vertices_of_a_sphere():
 def test_view_of_a_depth_scan_and_of_a_full_scan(model, relaxed):
     """A depth view stacks in one layer along its camera and its view is found within 30 degrees; a full
     scan has a front and a back along every direction. (Recall: depth views well above a half, full ~0.5.)"""
-    from loopreg.fit.pipeline import VIEW_DIRECTIONS, FitPlan
+    from loopreg.fit.pipeline import FitPlan
 
     faces = model.faces
     limit = FitPlan().single_layer_m
@@ -74,7 +74,7 @@ def test_view_of_a_depth_scan_and_of_a_full_scan(model, relaxed):
         view = estimate_view(relaxed, faces, scan)
         assert view.recall > 0.6, (d, view.recall)
         assert math.degrees(math.acos(float(view.direction @ d))) < 30
-        assert float(layering(scan, VIEW_DIRECTIONS).min()) < limit / 2
+        assert float(layering(scan).min()) < limit / 2
     full = estimate_view(relaxed, faces, relaxed)
     assert full.recall < 0.56 and full.seen > 0.95
     pts, _ = sample_surface(relaxed.double().numpy(), faces.numpy(), 10000, 0)
@@ -82,9 +82,9 @@ def test_view_of_a_depth_scan_and_of_a_full_scan(model, relaxed):
     view = view_scan(model, relaxed, torch.tensor([0.0, 0.0, 1.0]))
     for n in (10000, 2000):  # the pipeline's fit points, and a sparse scan
         pick = torch.randperm(len(surface), generator=torch.Generator().manual_seed(0))[:n]
-        assert float(layering(surface[pick], VIEW_DIRECTIONS).min()) > 1.3 * limit, n
+        assert float(layering(surface[pick]).min()) > 1.3 * limit, n
         pick = torch.randperm(len(view), generator=torch.Generator().manual_seed(0))[: n // 4]
-        assert float(layering(view[pick], VIEW_DIRECTIONS).min()) < limit / 2, n
+        assert float(layering(view[pick]).min()) < limit / 2, n
 
 
 def test_unseen_joints_of_a_side_view(model, relaxed):

@@ -36,7 +36,6 @@ from loopreg.fit.surface import (
     surface_loss,
 )
 from loopreg.fit.visibility import estimate_view, layering
-from loopreg.geometry import sphere_directions
 
 Progress = Callable[[str, float], None]
 # Scan points the network sees (it encodes 4096 of them) and the fits use. Clothed n=32 V2V with heavy weight
@@ -44,7 +43,6 @@ Progress = Callable[[str, float], None]
 # 10000 1.46 (4.6 s).
 FIT_POINTS = 10000
 OFFSET_POINTS = 10000  # scan points the per-vertex offsets are fitted to
-VIEW_DIRECTIONS = torch.as_tensor(sphere_directions(96), dtype=torch.float32)  # single-view test (layering)
 
 
 @dataclass
@@ -268,9 +266,9 @@ def fit_correspondences(
     clothed = share > plan.clothed_share and plan.clothed_outside_weight != 1.0
     weight = plan.heavy_outside_weight if share > plan.heavy_share else plan.clothed_outside_weight
     surface = replace(plan.surface, outside_weight=weight) if clothed else plan.surface
-    view = estimate_view(loop_body, model.faces, scan)
-    layered = float(layering(scan.to(loop_body), VIEW_DIRECTIONS).min())
+    layered = float(layering(scan.to(loop_body)).min())
     partial = layered < plan.single_layer_m
+    view = estimate_view(loop_body, model.faces, scan) if partial else None  # which side the camera saw
     mask = view.visible if partial else None
     init = loop.as_init()
     frozen = torch.zeros(model.num_joints - 1, dtype=torch.bool, device=loop_body.device)
@@ -304,7 +302,7 @@ def fit_correspondences(
         "outside_share": share,
         "clothed": clothed,
         "outside_weight": weight if clothed else 1.0,
-        "view_recall": view.recall,
+        "view_recall": view.recall if view is not None else None,  # single views only
         "layering_m": layered,
         "single_view": partial,
         "frozen_joints": int(frozen.sum()),  # loop_joints included

@@ -43,15 +43,25 @@ def surface_samples(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor
     return torch.cat([vertices, c, ((tri + c[:, None]) / 2).reshape(-1, 3)])
 
 
+def image_axes(directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two unit axes (D,3) each spanning, with the other, the image plane of each view direction (D,3)."""
+    x_axis, y_axis = torch.eye(3, device=directions.device, dtype=directions.dtype)[:2]
+    helper = torch.where(directions[:, :1].abs() < 0.9, x_axis, y_axis)  # any axis not along d
+    u = torch.linalg.cross(directions, helper, dim=-1)
+    u = u / u.norm(dim=-1, keepdim=True)
+    return u, torch.linalg.cross(directions, u, dim=-1)
+
+
+def view_directions() -> torch.Tensor:
+    """The NUM_DIRECTIONS candidate view directions (a Fibonacci sphere), float32."""
+    return torch.as_tensor(sphere_directions(NUM_DIRECTIONS), dtype=torch.float32)
+
+
 def visible_vertices(vertices: torch.Tensor, faces: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """(D,V) bool: vertex visible from an orthographic camera at infinity along each direction (D,3)."""
     dev = vertices.device
     d = directions.to(dev, vertices.dtype)
-    x_axis, y_axis = torch.eye(3, device=dev, dtype=d.dtype)[:2]
-    helper = torch.where(d[:, :1].abs() < 0.9, x_axis, y_axis)  # any axis not along d
-    u = torch.linalg.cross(d, helper, dim=-1)
-    u = u / u.norm(dim=-1, keepdim=True)
-    w = torch.linalg.cross(d, u, dim=-1)
+    u, w = image_axes(d)
     pts = surface_samples(vertices, faces)
     V, D = len(vertices), len(d)
     coords = torch.stack([pts @ u.T, pts @ w.T], -1)  # (P,D,2)
@@ -75,7 +85,7 @@ def estimate_view(vertices: torch.Tensor, faces: torch.Tensor, scan: torch.Tenso
     off = scan.to(vertices)[torch.as_tensor(idx, device=vertices.device)] - vertices
     out = (off * vertex_normals(vertices, faces)).sum(-1) > -BEHIND_M
     seen = torch.as_tensor(dist < NEAR_M, device=vertices.device) & out
-    dirs = torch.as_tensor(sphere_directions(NUM_DIRECTIONS))
+    dirs = view_directions()
     vis = visible_vertices(vertices.detach(), faces, dirs)  # (D,V)
     both = (vis & seen).sum(1)
     recall = both / seen.sum().clamp_min(1)
@@ -84,19 +94,17 @@ def estimate_view(vertices: torch.Tensor, faces: torch.Tensor, scan: torch.Tenso
 
 
 @torch.no_grad()
-def layering(scan: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """(D,) mean depth spread (m) within the cells of the scan (N,3) projected along each direction.
+def layering(scan: torch.Tensor, directions: torch.Tensor | None = None) -> torch.Tensor:
+    """(D,) mean depth spread (m) within the cells of the scan (N,3) projected along each direction
+    (default: `view_directions()`).
 
     A depth camera sees one surface per ray: along its own direction a cell holds points of that one
     surface (a few cm of spread where it slopes), while a full scan has a front and a back along every
     direction (the body's depth, 15-30 cm). Needs no fitted body. Cells are CELL_M for LAYER_POINTS points
     and grow as sqrt(LAYER_POINTS / N) for fewer, so that a cell holds about as many points.
     """
-    d = directions.to(scan)
-    helper = torch.where(d[:, :1].abs() < 0.9, d.new_tensor([1.0, 0.0, 0.0]), d.new_tensor([0.0, 1.0, 0.0]))
-    u = torch.linalg.cross(d, helper, dim=-1)
-    u = u / u.norm(dim=-1, keepdim=True)
-    w = torch.linalg.cross(d, u, dim=-1)
+    d = (view_directions() if directions is None else directions).to(scan)
+    u, w = image_axes(d)
     coords = torch.stack([scan @ u.T, scan @ w.T], -1)  # (N,D,2)
     h = scan @ d.T  # (N,D)
     size = CELL_M * math.sqrt(max(1.0, LAYER_POINTS / max(len(scan), 1)))
