@@ -203,7 +203,10 @@ def test_pipeline_keeps_a_clothed_body_inside_its_clothes(model, cases):
     """Scan points on torso and legs moved 2.5 cm out (clothing), arms and head bare: the loop-fit body
     shows the outside share, the surface fit takes the body-inside-clothes prior and the body stops
     swelling into the clothing (measured: clothed points 0.67-0.90 -> 1.48-1.54 cm outside the body, bare
-    ones -0.24..-0.37 -> -0.02..-0.13 cm; V2V 1.10 -> 0.94 cm mean of the three)."""
+    ones -0.24..-0.37 -> -0.02..-0.13 cm; V2V 1.10 -> 0.94 cm mean of the three). With the 1 cm margin
+    (`SurfaceFitConfig.outside_margin_m`: the body may come that close to the cloth) 0.70-0.91 -> 1.03-1.33
+    cm and -0.23..-0.37 -> -0.10..-0.29 cm, V2V 1.04 -> 1.07 cm here, where the cloth is exact and the skin
+    noiseless; on the benchmark suites the margin is the better (clothed n=32 1.46 -> 1.34 cm)."""
     from scipy.spatial import cKDTree
 
     from loopreg.fit.offsets import vertex_normals
@@ -231,8 +234,8 @@ def test_pipeline_keeps_a_clothed_body_inside_its_clothes(model, cases):
             v = fit.vertices.detach()
             off[w] = (offset_cm(v, scan[cloth]), offset_cm(v, scan[~cloth]))
             v2v[w].append(float((v - c["verts"]).norm(dim=-1).mean() * 100))
-        assert off[0.1][0] > off[1.0][0] + 0.4 and abs(off[0.1][1]) < abs(off[1.0][1]), off
-    assert np.mean(v2v[0.1]) < np.mean(v2v[1.0]), v2v
+        assert off[0.1][0] > off[1.0][0] + 0.2 and abs(off[0.1][1]) < abs(off[1.0][1]), off
+    assert np.mean(v2v[0.1]) < np.mean(v2v[1.0]) + 0.1, v2v
 
 
 def test_pipeline_keeps_the_orientation_with_more_loop_inliers(model, cases):
@@ -274,9 +277,9 @@ def test_outside_weight_discounts_scan_points_outside_the_body():
     outside, inside = 1.02 * verts[0], 0.995 * verts[0]
     mixed = torch.where(up[:, None], outside, inside)
 
-    def terms(scan: torch.Tensor, w: float, with_normals: bool = True) -> tuple[float, float]:
+    def terms(scan: torch.Tensor, w: float, with_normals: bool = True, margin: float = 0.0) -> tuple:
         n = normals if with_normals else None
-        s2b, b2s = chamfer_terms(verts, scan, cKDTree(scan.numpy()), 0.05, n, w)
+        s2b, b2s = chamfer_terms(verts, scan, cKDTree(scan.numpy()), 0.05, n, w, outside_margin_m=margin)
         return float(s2b[0]), float(b2s[0])
 
     assert terms(outside, 0.1) == pytest.approx(terms(outside, 1.0), rel=1e-5)
@@ -285,3 +288,6 @@ def test_outside_weight_discounts_scan_points_outside_the_body():
     expect = (0.1 * n_up * 0.02**2 + n_down * 0.005**2) / (0.1 * n_up + n_down)
     assert terms(mixed, 0.1)[0] == pytest.approx(expect, rel=1e-3)
     assert terms(mixed, 0.1, with_normals=False) == pytest.approx(terms(mixed, 1.0), rel=1e-6)
+    # outside only beyond the margin: 2 cm out is within a 3 cm margin (both sides weigh 1), not a 1 cm one
+    assert terms(mixed, 0.1, margin=0.03) == pytest.approx(terms(mixed, 1.0), rel=1e-6)
+    assert terms(mixed, 0.1, margin=0.01)[0] == pytest.approx(expect, rel=1e-3)
