@@ -55,7 +55,7 @@ class SurfaceFitConfig:
     # ... beyond this offset only. With the prior on, a pair a hair inside the body weighed 10-100x one a hair
     # outside: scan noise and skin-tight cloth shrank the body (GT correspondences, clothed n=32: rest height
     # -2.3 cm, V2V 1.24 cm after the loop fit, 1.39 after the surface fit). 1 cm: clothed n=32 V2V
-    # 1.46 -> 1.34 cm, held-out clothed n=16 seed 3000 1.69 -> 1.53, wild 2.72 -> 2.48, partial 3.28 -> 3.27.
+    # 1.46 -> 1.34 cm, held-out clothed n=16 seed 3000 1.69 -> 1.53, wild 2.65 -> 2.48, partial 3.28 -> 3.27.
     outside_margin_m: float = 0.01
 
 
