@@ -14,9 +14,10 @@ from loopreg.paths import MODEL_STORE
 WEIGHTS_NAME = "corrnet"  # the default weights; "corrnet_cpu": the 2-hour CPU recipe's (kept, measured)
 TRAIN_COMMANDS = {
     "gpu": (
-        "python scripts/train_corrnet.py --recipe gpu  (= loopreg train data --n 520 && "
-        "loopreg train pack && loopreg train warmup --data .cache/net/pack --steps 11000 --batch 16 "
-        "--device cuda --threads 7, then eval and ship)"
+        "python scripts/train_corrnet.py --recipe gpu  (= loopreg train data --n 1400 --out "
+        ".cache/net/data_gpu && loopreg train pack --points 2560 --out .cache/net/pack_gpu && "
+        "loopreg train warmup --data .cache/net/pack_gpu --steps 7750 --batch 32 --device cuda --threads 7, "
+        "then eval and ship)"
     ),
     "cpu": (
         "python scripts/train_corrnet.py --recipe cpu  (= loopreg train data --n 520 --workers 2 && "
