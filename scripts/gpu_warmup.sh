@@ -11,7 +11,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_out}
 BUDGET=${BUDGET:-420}
-DATA=${DATA:-.cache/net/pack}
+DATA=${DATA:-.cache/net/pack_gpu}  # what `scripts/train_corrnet.py --recipe gpu` packs
 PY=${PY:-python3}
 P=${P:-400}  # probe steps
 A=${A:---batch 16}
