@@ -99,6 +99,23 @@ def gather(f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return f.reshape(-1, f.shape[-1])[flat].reshape(B, M, k, f.shape[-1])
 
 
+def neighbour_max(f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """f (B,N,C), idx (B,M,k) -> (B,M,C): the channel-wise max over each point's k neighbours. Without
+    gradients, a running max over the k neighbour slots (one (B*M,C) row gather each): it never builds the
+    (B,M,k,C) tensor; 2 ms against 28 ms for 4096 points x 16 x 128 channels on this 2-core CPU."""
+    if torch.is_grad_enabled() and f.requires_grad:
+        return gather(f, idx).amax(2)
+    B, M, k = idx.shape
+    rows = f.reshape(-1, f.shape[-1])
+    slots = (
+        (idx + torch.arange(B, device=idx.device)[:, None, None] * f.shape[1]).reshape(-1, k).T.contiguous()
+    )
+    out = rows.index_select(0, slots[0])
+    for j in range(1, k):  # k (16) slots, each a vectorised gather over all points
+        torch.maximum(out, rows.index_select(0, slots[j]), out=out)
+    return out.reshape(B, M, f.shape[-1])
+
+
 class EdgeConv(nn.Module):
     """EdgeConv with one linear edge map, computed on points: max_j relu(W_s f_i + W_n (f_j - f_i) + b)
     = relu((W_s - W_n) f_i + b + max_j W_n f_j) (the max is channel-wise), then a pointwise layer."""
@@ -112,7 +129,7 @@ class EdgeConv(nn.Module):
 
     def forward(self, f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         nb = self.nb(f)
-        h = F.relu(self.self_(f) - nb + gather(nb, idx).amax(2))
+        h = F.relu(self.self_(f) - nb + neighbour_max(nb, idx))
         h = self.norm(h)
         return h + F.relu(self.point(h))
 
@@ -198,27 +215,38 @@ class CorrNet(nn.Module):
 
     @torch.no_grad()
     def predict_oriented(
-        self, points: np.ndarray | torch.Tensor, seed: int = 0
+        self, points: np.ndarray | torch.Tensor, seed: int = 0, passes: int = 1
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Dense prediction for one canonically oriented scan (N,3): parts (N,), canonical points (N,3),
         part probabilities (N,14). The encoder sees `cfg.n_points` random points; each point takes its
-        nearest subsample point's output."""
+        nearest subsample point's output. `passes` > 1: that many random subsets (seeds seed, seed+1, ...)
+        in one batch; probabilities averaged, the canonical point the mean of the passes' regressions of
+        the part that wins on the averaged probabilities (not of the blends: a point the passes put on
+        different parts, e.g. the left or right arm, must not land between them)."""
         from scipy.spatial import cKDTree
 
         p = torch.as_tensor(np.asarray(points), dtype=torch.float32).reshape(-1, 3)
         n = min(self.cfg.n_points, len(p))
-        gen = torch.Generator().manual_seed(seed)
-        sub = torch.randperm(len(p), generator=gen)[:n]
+        subs = [
+            torch.randperm(len(p), generator=torch.Generator().manual_seed(seed + k))[:n]
+            for k in range(passes)
+        ]
         dev = next(self.parameters()).device
         was_training = self.training
         self.eval()
-        out = self(p[sub][None].to(dev))
+        out = self(torch.stack([p[sub] for sub in subs]).to(dev))
         self.train(was_training)
-        prob = out.logits[0].softmax(-1).cpu().numpy()
-        canon = out.canon[0].cpu().numpy()
-        if n < len(p):
-            _, back = cKDTree(p[sub].numpy()).query(p.numpy(), workers=-1)
-        else:
-            back = torch.argsort(sub).numpy()  # undo the permutation
-        prob, canon = prob[back], canon[back]
-        return prob.argmax(-1), canon, prob
+        probs = out.logits.softmax(-1).cpu().numpy()
+        canons = (out.canon if passes == 1 else out.part_canon).cpu().numpy()
+        backs = []
+        for sub in subs:  # passes (a few): each a vectorised KD-tree query
+            if n < len(p):
+                backs.append(cKDTree(p[sub].numpy()).query(p.numpy(), workers=-1)[1])
+            else:
+                backs.append(torch.argsort(sub).numpy())  # undo the permutation
+        prob = np.mean([probs[k][b] for k, b in enumerate(backs)], 0)
+        parts = prob.argmax(-1)
+        if passes == 1:
+            return parts, canons[0][backs[0]], prob
+        heads = np.stack([canons[k][b] for k, b in enumerate(backs)])  # (passes, N, parts, 3)
+        return parts, heads[:, np.arange(len(parts)), parts].mean(0), prob
