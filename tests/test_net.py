@@ -47,6 +47,55 @@ def test_predict_dense_shapes():
     assert np.allclose(canon, net.eval()(pts[None]).canon[0].detach().numpy(), atol=1e-5)
 
 
+def test_neighbour_max_matches_the_gathered_max_with_and_without_gradients():
+    from loopreg.net.model import gather, neighbour_max
+
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(3, 50, 8, generator=g, requires_grad=True)
+    idx = torch.randint(0, 50, (3, 40, 6), generator=g)
+    with torch.no_grad():
+        fast = neighbour_max(f, idx)  # the running max over neighbour slots
+    assert fast.shape == (3, 40, 8)
+    assert torch.equal(fast, gather(f, idx).amax(2))
+    neighbour_max(f, idx).sum().backward()  # training: the gathered max, differentiable
+    assert f.grad is not None and f.grad.abs().sum() > 0
+
+
+def test_predict_passes_average_several_subsets():
+    net = CorrNet(SMALL).eval()
+    pts = np.random.default_rng(1).normal(size=(900, 3)).astype(np.float32)
+    one = net.predict_oriented(pts, seed=3)
+    many = net.predict_oriented(pts, seed=3, passes=3)
+    assert many[1].shape == (900, 3) and np.allclose(many[2].sum(1), 1, atol=1e-4)
+    assert np.array_equal(net.predict_oriented(pts, seed=3, passes=1)[1], one[1])  # deterministic
+    assert not np.allclose(many[1], one[1])  # the other subsets change the answer
+    assert np.array_equal(many[0], many[2].argmax(1))
+
+
+def test_refinement_recovers_a_tilt_from_the_torso_labels():
+    """Labels that say where the torso and upper legs are in canonical space give the rotation between the
+    axes the network was run at and the body's root frame; other parts and a too large turn are ignored."""
+    from scipy.spatial.transform import Rotation
+
+    from loopreg.body import BodyModel
+    from loopreg.net.correspond import refinement
+
+    model = BodyModel.load()
+    rest, parts = model.v_template.numpy().astype(np.float64), model.parts.numpy()
+    prob = np.full((len(rest), NUM_PARTS), 0.5 / NUM_PARTS)
+    prob[np.arange(len(rest)), parts] += 0.5
+    R = Rotation.from_rotvec([0.35, 0.1, -0.2]).as_matrix()  # 23 degrees off
+    oriented = rest @ R.T  # what the axes show: the body tilted by R
+    canon = rest.copy()
+    canon[parts == 2] += 0.3  # a wrong arm does not count
+    turn = refinement(oriented, parts, canon, prob)
+    assert turn is not None and np.allclose(oriented @ turn, rest, atol=1e-6)
+    assert (
+        refinement(rest @ Rotation.from_rotvec([1.2, 0, 0]).as_matrix().T, parts, rest, prob) is None
+    )  # 69°
+    assert refinement(oriented, np.zeros(len(rest), int), canon, prob) is None  # no torso point labelled
+
+
 def test_orientation_hypotheses_cover_rotations():
     """Every rotation is within ~25 degrees (the training jitter) of some search hypothesis whose up axis
     candidates come from the scan: y-up scans are covered by +-y, any orientation by the principal axes."""

@@ -121,7 +121,9 @@ def correspondences(net, model: BodyModel, points: np.ndarray, seed: int) -> dic
 
 def correspondences_oriented(net, model: BodyModel, points: np.ndarray, axes: np.ndarray, seed: int) -> dict:
     """As `correspondences`, with the body's axes given (e.g. the orientation search's runner-up)."""
-    parts, canon, prob = net.predict_oriented((points @ axes).astype(np.float32), seed)
+    from loopreg.net.correspond import predict_axes
+
+    parts, canon, prob, _ = predict_axes(net, points, axes, seed)
     return _from_labels(model, points, parts, canon, prob.max(1))
 
 
