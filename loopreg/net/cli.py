@@ -69,7 +69,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     _threads(args.threads)
     res = evaluate_suite(
-        Path(args.weights), args.suite, args.n, args.seed, Path(args.data) if args.data else None
+        Path(args.weights), args.suite, args.n, args.seed, Path(args.data) if args.data else None, args.passes
     )
     print(json.dumps(res, indent=1))
     if args.json:
@@ -141,6 +141,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="suite folder (default: generated under .cache/net/eval)")
     p.add_argument("--json", default=None)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--passes", type=int, default=None, help="label subsets per scan (default: the pipeline's, 4)"
+    )
     p.set_defaults(func=_cmd_eval)
 
     p = tsub.add_parser("ship", help="record weights in the model_store manifest (sha256, config, metrics)")

@@ -50,9 +50,14 @@ def gt_labels(model, gt: dict, points_scan: np.ndarray) -> tuple[np.ndarray, np.
     return part, canon
 
 
-def evaluate_scans(net: CorrNet, suite_dir: Path, max_scans: int | None = None) -> dict:
+def evaluate_scans(
+    net: CorrNet, suite_dir: Path, max_scans: int | None = None, passes: int | None = None
+) -> dict:
     from loopreg.body import BodyModel
     from loopreg.data.scan_io import load_scan
+    from loopreg.net.correspond import PASSES, predict
+
+    passes = PASSES if passes is None else passes
 
     model = BodyModel.load()
     index = json.loads((suite_dir / "index.json").read_text())
@@ -64,7 +69,7 @@ def evaluate_scans(net: CorrNet, suite_dir: Path, max_scans: int | None = None) 
         gt = json.loads((suite_dir / item["gt"]).read_text())
         part, canon = gt_labels(model, gt, pts)
         t = time.perf_counter()
-        pred = net.predict(pts)
+        pred = predict(net, pts, passes=passes)
         times.append(time.perf_counter() - t)
         acc.append(float((pred.parts == part).mean()))
         errs.append(np.linalg.norm(pred.canon - canon, axis=1) * 100)
@@ -80,11 +85,14 @@ def evaluate_scans(net: CorrNet, suite_dir: Path, max_scans: int | None = None) 
             "p95": round(float(np.quantile(times, 0.95)), 3),
         },
         "points_per_scan": EVAL_POINTS,
+        "passes": passes,
         "threads": torch.get_num_threads(),
     }
 
 
-def evaluate_suite(weights: Path, suite: str, n: int, seed: int, data: Path | None = None) -> dict:
+def evaluate_suite(
+    weights: Path, suite: str, n: int, seed: int, data: Path | None = None, passes: int | None = None
+) -> dict:
     from loopreg.data.synth import generate_suite
     from loopreg.net.train import load_weights
 
@@ -94,4 +102,9 @@ def evaluate_suite(weights: Path, suite: str, n: int, seed: int, data: Path | No
     if not (suite_dir / "index.json").exists():
         generate_suite(suite, n, seed, suite_dir)
     net = load_weights(weights)
-    return {"suite": suite, "seed": seed, "weights": str(weights), **evaluate_scans(net, suite_dir, n)}
+    return {
+        "suite": suite,
+        "seed": seed,
+        "weights": str(weights),
+        **evaluate_scans(net, suite_dir, n, passes),
+    }

@@ -207,11 +207,14 @@ class CorrNet(nn.Module):
         canon = (logits.softmax(-1)[..., None] * part_canon).sum(-2)
         return NetOutput(logits, part_canon, canon)
 
-    def predict(self, points: np.ndarray | torch.Tensor, seed: int = 0) -> Prediction:
-        """One scan (N,3) in any orientation, position and scale: orientation search, then dense labels."""
-        from loopreg.net.correspond import predict
+    def predict(
+        self, points: np.ndarray | torch.Tensor, seed: int = 0, passes: int | None = None
+    ) -> Prediction:
+        """One scan (N,3) in any orientation, position and scale: orientation search, then dense labels
+        (`passes` subsets; default `correspond.PASSES`)."""
+        from loopreg.net.correspond import PASSES, predict
 
-        return predict(self, np.asarray(points), seed)
+        return predict(self, np.asarray(points), seed, PASSES if passes is None else passes)
 
     @torch.no_grad()
     def predict_oriented(
