@@ -94,6 +94,13 @@ def test_refinement_recovers_a_tilt_from_the_torso_labels():
         refinement(rest @ Rotation.from_rotvec([1.2, 0, 0]).as_matrix().T, parts, rest, prob) is None
     )  # 69°
     assert refinement(oriented, np.zeros(len(rest), int), canon, prob) is None  # no torso point labelled
+    # noisy labels with outliers, the points in cm (a raw scan): the same turn as in metres
+    rng = np.random.default_rng(0)
+    noisy = rest + rng.normal(scale=0.01, size=rest.shape)
+    noisy[rng.random(len(rest)) < 0.1] += 0.3
+    in_m, in_cm = refinement(oriented, parts, noisy, prob), refinement(oriented * 100, parts, noisy, prob)
+    angle = np.degrees(np.arccos(np.clip((np.trace(in_m.T @ in_cm) - 1) / 2, -1, 1)))
+    assert angle < 0.5 and np.degrees(np.arccos((np.trace(in_m.T @ R) - 1) / 2)) < 2
 
 
 def test_orientation_hypotheses_cover_rotations():

@@ -20,20 +20,21 @@ from loopreg.net.orient import runner_up, search
 # Refinement: the search's grid (30 degree turns about a few up axes) leaves 10-30 degrees on bent bodies,
 # the edge of CorrNet's training jitter (25 degrees). The Procrustes rotation of the predicted canonical
 # points of the torso and upper legs onto the points says how far the body's root is from the axes.
-# Measured (/tmp/d/refine.py, n=32 seed 1000, mean orientation error deg / canonical error cm): wild
-# 13.8 / 4.52 -> 5.9 / 4.16, partial 10.1 / 4.08 -> 8.4 / 3.74; all points: 7.8 / 4.19 and 10.2 / 3.99;
-# torso alone 8.1 / 4.22 and 8.8 / 3.70; a second round 5.5 / 4.14 and 9.2 / 3.80.
+# Measured (n=32 bench suites, seed 1000, mean orientation error deg / canonical error mean cm, one pass):
+# wild 13.8 / 4.52 -> 5.9 / 4.16, partial 10.1 / 4.08 -> 8.4 / 3.74; all points instead: 7.8 / 4.19 and
+# 10.2 / 3.99; torso alone 8.1 / 4.22 and 8.8 / 3.70; a second round 5.5 / 4.14 and 9.2 / 3.80 (a /tmp
+# script; scripts/label_study.py measures the shipped choice).
 REFINE_PARTS = (1, 8, 9)  # torso, upper legs
 REFINE_MIN_POINTS = 50
 REFINE_MAX_DEG = 45.0  # a larger turn means the labels are not to be trusted: keep the search's axes
 # Labels at the refined axes: PASSES random 4096-point subsets (one batch), probabilities averaged, each
-# point's canonical point the mean of the passes' regressions of its winning part (CorrNet.predict_oriented).
-# Measured (/tmp/d/tta.py, clothed n=64 seed 1000, first 24 scans, part accuracy / median / mean cm):
-# 1 pass 95.4 % / 1.72 / 2.42; median of the blended points: 2 passes 95.8 / 1.56 / 2.26, 3: 96.0 / 1.49 /
-# 2.20, 4: 96.1 / 1.48 / 2.16 (4 with 8 degree turns: 2.17; 8: 2.12). Aggregations, 4 passes, first 32
-# (/tmp/d/tta2.py; clothed, then partial n=32): one pass 2.45 / 3.74 cm mean, median of the blends 2.17 /
-# 3.54, their mean 2.19 / 3.60, the winning part's regressions 2.11 / 3.46. Denser sets instead (one pass of
-# all 10k points: 93.0 % / 2.81 / 3.92) are worse: CorrNet trained on 2560-point sets.
+# point's canonical point the mean of the passes' regressions of its winning part (predict_oriented).
+# Clothed n=64 seed 1000, first 24 scans, part accuracy / median / mean cm: 1 pass 95.4 % / 1.72 / 2.42;
+# median of the blended points of 2 passes 95.8 / 1.56 / 2.26, 3: 96.0 / 1.49 / 2.20, 4: 96.1 / 1.48 /
+# 2.16 (4 with 8 degree turns: 2.17; 8: 2.12). Aggregations of 4 passes, first 32 scans, clothed / partial
+# n=32 mean cm: one pass 2.45 / 3.74, median of the blends 2.17 / 3.54, their mean 2.19 / 3.60, the winning
+# part's regressions 2.11 / 3.46 (scripts/label_study.py). Denser sets instead (one pass of all 10k
+# points: 93.0 % / 2.81 / 3.92) are worse: CorrNet trained on 2560-point sets.
 PASSES = 4
 
 
@@ -88,6 +89,12 @@ def refinement(
     keep = np.isin(parts, REFINE_PARTS)
     if keep.sum() < REFINE_MIN_POINTS:
         return None
-    R, _, _ = robust_procrustes(canon[keep].astype(np.float64), oriented[keep], prob.max(1)[keep])
+    c, o = canon[keep].astype(np.float64), oriented[keep].astype(np.float64)
+    size = np.sqrt(((o - o.mean(0)) ** 2).sum(1).mean() / max(((c - c.mean(0)) ** 2).sum(1).mean(), 1e-12))
+    if (
+        not 0.5 < size < 2.0
+    ):  # points not in metres (a raw scan in cm or mm): the robust weights' scale is 10 cm
+        o = o / size
+    R, _, _ = robust_procrustes(c, o, prob.max(1)[keep])
     angle = np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))
     return R if angle <= REFINE_MAX_DEG else None
