@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from loopreg.fit.init import robust_procrustes
+from loopreg.net.evaluate import rotation_error_deg
 from loopreg.net.model import CorrNet
 from loopreg.net.orient import runner_up, search
 
@@ -91,10 +92,8 @@ def refinement(
         return None
     c, o = canon[keep].astype(np.float64), oriented[keep].astype(np.float64)
     size = np.sqrt(((o - o.mean(0)) ** 2).sum(1).mean() / max(((c - c.mean(0)) ** 2).sum(1).mean(), 1e-12))
-    if (
-        not 0.5 < size < 2.0
-    ):  # points not in metres (a raw scan in cm or mm): the robust weights' scale is 10 cm
+    # points not in metres (a raw scan in cm or mm): to the canonical size, as the robust scale is 10 cm
+    if not 0.5 < size < 2.0:
         o = o / size
     R, _, _ = robust_procrustes(c, o, prob.max(1)[keep])
-    angle = np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))
-    return R if angle <= REFINE_MAX_DEG else None
+    return R if rotation_error_deg(R, np.eye(3)) <= REFINE_MAX_DEG else None
