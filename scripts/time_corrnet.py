@@ -1,11 +1,13 @@
-"""Seconds per `CorrNet.predict` on 10k-point scans: the previous path against the current ones, alternating.
+"""Seconds per `CorrNet.predict` on 10k-point scans: earlier paths against the current ones, alternating.
 
     python scripts/time_corrnet.py SUITE_DIR [N] [THREADS]    # e.g. .cache/net/eval/clothed_n64_s1000 16 2
 
 Per scan, in turn: "previous" (the search, one pass, the neighbour max through the gathered (B,N,k,C)
-tensor, as before 2026-11-27), "1 pass" (the search, the refinement, one pass) and "shipped" (the search,
-the refinement, `correspond.PASSES` passes). Prints the median and 95th percentile of each. Alternating
-cancels the drift of a shared machine's speed; run it alone.
+tensor, as before 2026-11-27), "4 x 4096" (the search of 12 turns with 12 re-scored on 3 subsets and 26
+wide ups, the refinement and 4 passes, all of 4096 points, the head on the concatenated features: shipped
+on 2026-11-27 until the afternoon), "1 pass" (the current search, the refinement, one pass) and "shipped"
+(the current search, the refinement, `correspond.PASSES` passes of `PASS_POINTS`). Prints the median and
+95th percentile of each. Alternating cancels the drift of a shared machine's speed; run it alone.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import loopreg.net.correspond as correspond
 import loopreg.net.model as corrnet_model
+import loopreg.net.orient as orient
 from loopreg.data.scan_io import load_scan
 from loopreg.net import load_corrnet
 from loopreg.net.correspond import predict, predict_axes
@@ -45,8 +49,24 @@ def main() -> None:
         finally:
             corrnet_model.neighbour_max = running_max
 
+    def concatenated_head(self, local: torch.Tensor, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.head[0](torch.cat([local, g.expand(-1, x.shape[1], -1), x], -1))
+
+    def four_by_4096(p: np.ndarray) -> None:
+        head, wide = corrnet_model.CorrNet._head_in, orient.WIDE_UPS
+        points = correspond.PASS_POINTS, correspond.REFINE_POINTS
+        corrnet_model.CorrNet._head_in = concatenated_head
+        orient.WIDE_UPS, correspond.PASS_POINTS, correspond.REFINE_POINTS = 26, 4096, 4096
+        try:
+            axes, _, _ = search(net, p, 0, 12, 3, 12)
+            predict_axes(net, p, axes)
+        finally:
+            corrnet_model.CorrNet._head_in, orient.WIDE_UPS = head, wide
+            correspond.PASS_POINTS, correspond.REFINE_POINTS = points
+
     paths = {
         "previous": previous,
+        "4 x 4096": four_by_4096,
         "1 pass": lambda p: predict(net, p, passes=1),
         "shipped": lambda p: predict(net, p),
     }

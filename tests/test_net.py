@@ -61,6 +61,28 @@ def test_neighbour_max_matches_the_gathered_max_with_and_without_gradients():
     assert f.grad is not None and f.grad.abs().sum() > 0
 
 
+def test_head_without_the_concatenation_equals_the_concatenated_head():
+    """The forward maps the per-cloud global feature once instead of concatenating it to every point; the
+    answer is the head applied to cat([local, global, xyz]) as the weights were trained."""
+    net = CorrNet(SMALL).eval()
+    pts = torch.randn(2, 300, 3, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        out = net(pts)
+        x, local = net.encoder(pts)
+        g = net.glob(local).amax(1, keepdim=True).expand(-1, x.shape[1], -1)
+        logits = net.parts(net.head(torch.cat([local, g, x], -1)))
+    assert torch.allclose(out.logits, logits, atol=1e-5)
+
+
+def test_predict_oriented_density_is_a_choice_at_inference():
+    net = CorrNet(SMALL).eval()
+    pts = np.random.default_rng(2).normal(size=(900, 3)).astype(np.float32)
+    sparse = net.predict_oriented(pts, seed=1, passes=2, n_points=300)
+    dense = net.predict_oriented(pts, seed=1, passes=2, n_points=900)
+    assert sparse[1].shape == dense[1].shape == (900, 3)
+    assert not np.allclose(sparse[1], dense[1])  # other subsets, other answers
+
+
 def test_predict_passes_average_several_subsets():
     net = CorrNet(SMALL).eval()
     pts = np.random.default_rng(1).normal(size=(900, 3)).astype(np.float32)

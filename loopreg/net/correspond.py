@@ -37,6 +37,13 @@ REFINE_MAX_DEG = 45.0  # a larger turn means the labels are not to be trusted: k
 # part's regressions 2.11 / 3.46 (scripts/label_study.py). Denser sets instead (one pass of all 10k
 # points: 93.0 % / 2.81 / 3.92) are worse: CorrNet trained on 2560-point sets.
 PASSES = 4
+# Points per pass: CorrNet trained on 2048-2560-point sets. Held-out n=64 seed 1000, 4 passes, one thread,
+# 2026-11-27 (part accuracy / median / mean cm): 4096 -> 2560 points clothed (first 32) 95.9 % / 1.47 /
+# 2.11 -> 95.8 / 1.49 / 2.14, wild (first 32) 92.6 / 1.98 / 4.43 -> 92.7 / 1.78 / 4.20; 2048: 95.6 / 1.56 /
+# 2.26 and 92.9 / 1.77 / 4.09. The refinement's pass needs only the torso's rotation: 1024 points, partial
+# 92.5 / 2.02 / 3.96 -> 92.6 / 2.02 / 3.89, wild 93.7 / 1.74 / 3.61 -> 93.6 / 1.76 / 3.63 (2560 -> 1024).
+PASS_POINTS = 2560
+REFINE_POINTS = 1024
 
 
 @dataclass
@@ -72,12 +79,12 @@ def predict_axes(
     the axes when `refine`, from `passes` subsets; returns the labels and the axes they were made with."""
     p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     if refine:
-        parts, canon, prob = net.predict_oriented((p @ axes).astype(np.float32), seed)
+        parts, canon, prob = net.predict_oriented((p @ axes).astype(np.float32), seed, 1, REFINE_POINTS)
         turn = refinement(p @ axes, parts, canon, prob)
         if turn is None and passes == 1:
             return parts, canon, prob, axes
         axes = axes if turn is None else axes @ turn
-    parts, canon, prob = net.predict_oriented((p @ axes).astype(np.float32), seed, passes)
+    parts, canon, prob = net.predict_oriented((p @ axes).astype(np.float32), seed, passes, PASS_POINTS)
     return parts, canon, prob, axes
 
 

@@ -200,12 +200,23 @@ class CorrNet(nn.Module):
     def forward(self, points: torch.Tensor) -> NetOutput:
         """points (B,N,3), canonically oriented (normalised here) -> per-point outputs."""
         x, local = self.encoder(points)
-        g = self.glob(local).amax(1, keepdim=True).expand(-1, x.shape[1], -1)
-        h = self.head(torch.cat([local, g, x], -1))
+        g = self.glob(local).amax(1, keepdim=True)
+        h = self.head[1:](self._head_in(local, g, x))
         logits = self.parts(h)
         part_canon = self.regress(h).unflatten(-1, (NUM_PARTS, 3))
         canon = (logits.softmax(-1)[..., None] * part_canon).sum(-2)
         return NetOutput(logits, part_canon, canon)
+
+    def _head_in(self, local: torch.Tensor, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The head's first linear map of cat([local, g, x]) without building the concatenation: its
+        weight split by input block; the global feature g (B,1,C), the same for every point, is mapped
+        once per cloud (the cat cost a fifth of the forward)."""
+        lin, c = self.head[0], local.shape[-1]
+        w = lin.weight
+        per_cloud = F.linear(g, w[:, c : c + g.shape[-1]], lin.bias)  # (B,1,H)
+        return torch.baddbmm(per_cloud, local, w[:, :c].T.expand(local.shape[0], -1, -1)) + F.linear(
+            x, w[:, c + g.shape[-1] :]
+        )
 
     def predict(
         self, points: np.ndarray | torch.Tensor, seed: int = 0, passes: int | None = None
@@ -218,18 +229,22 @@ class CorrNet(nn.Module):
 
     @torch.no_grad()
     def predict_oriented(
-        self, points: np.ndarray | torch.Tensor, seed: int = 0, passes: int = 1
+        self,
+        points: np.ndarray | torch.Tensor,
+        seed: int = 0,
+        passes: int = 1,
+        n_points: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Dense prediction for one canonically oriented scan (N,3): parts (N,), canonical points (N,3),
-        part probabilities (N,14). The encoder sees `cfg.n_points` random points; each point takes its
-        nearest subsample point's output. `passes` > 1: that many random subsets (seeds seed, seed+1, ...)
-        in one batch; probabilities averaged, the canonical point the mean of the passes' regressions of
-        the part that wins on the averaged probabilities (not of the blends: a point the passes put on
-        different parts, e.g. the left or right arm, must not land between them)."""
+        part probabilities (N,14). The encoder sees `n_points` (default `cfg.n_points`) random points;
+        each point takes its nearest subsample point's output. `passes` > 1: that many random subsets
+        (seeds seed, seed+1, ...) in one batch; probabilities averaged, the canonical point the mean of the
+        passes' regressions of the part that wins on the averaged probabilities (not of the blends: a point
+        the passes put on different parts, e.g. the left or right arm, must not land between them)."""
         from scipy.spatial import cKDTree
 
         p = torch.as_tensor(np.asarray(points), dtype=torch.float32).reshape(-1, 3)
-        n = min(self.cfg.n_points, len(p))
+        n = min(n_points or self.cfg.n_points, len(p))
         subs = [
             torch.randperm(len(p), generator=torch.Generator().manual_seed(seed + k))[:n]
             for k in range(passes)
@@ -240,16 +255,19 @@ class CorrNet(nn.Module):
         out = self(torch.stack([p[sub] for sub in subs]).to(dev))
         self.train(was_training)
         probs = out.logits.softmax(-1).cpu().numpy()
-        canons = (out.canon if passes == 1 else out.part_canon).cpu().numpy()
         backs = []
         for sub in subs:  # passes (a few): each a vectorised KD-tree query
             if n < len(p):
                 backs.append(cKDTree(p[sub].numpy()).query(p.numpy(), workers=-1)[1])
             else:
                 backs.append(torch.argsort(sub).numpy())  # undo the permutation
-        prob = np.mean([probs[k][b] for k, b in enumerate(backs)], 0)
+        prob = probs[0][backs[0]]
+        for k in range(1, passes):
+            prob += probs[k][backs[k]]
+        prob /= passes
         parts = prob.argmax(-1)
         if passes == 1:
-            return parts, canons[0][backs[0]], prob
-        heads = np.stack([canons[k][b] for k, b in enumerate(backs)])  # (passes, N, parts, 3)
-        return parts, heads[:, np.arange(len(parts)), parts].mean(0), prob
+            return parts, out.canon[0].cpu().numpy()[backs[0]], prob
+        heads = out.part_canon.cpu().numpy()  # (passes, n, parts, 3): only each point's winning part
+        canon = sum(heads[k][backs[k], parts] for k in range(passes)) / passes
+        return parts, canon, prob
