@@ -41,32 +41,29 @@ def main() -> None:
     def gathered_max(f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return corrnet_model.gather(f, idx).amax(2)
 
-    def previous(p: np.ndarray) -> None:
-        corrnet_model.neighbour_max = gathered_max
-        try:
-            axes, _, _ = search(net, p)
-            predict_axes(net, p, axes, refine=False, passes=1)
-        finally:
-            corrnet_model.neighbour_max = running_max
-
     def concatenated_head(self, local: torch.Tensor, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.head[0](torch.cat([local, g.expand(-1, x.shape[1], -1), x], -1))
 
-    def four_by_4096(p: np.ndarray) -> None:
+    def old_path(p: np.ndarray, max_of_gathered: bool, refine: bool, passes: int) -> None:
+        """The 2026-11-27 morning's settings: search of 12 turns, 12 re-scored on 3 subsets, 26 wide ups;
+        passes of 4096 points; the head on the concatenated features (and, before it, the gathered max)."""
         head, wide = corrnet_model.CorrNet._head_in, orient.WIDE_UPS
         points = correspond.PASS_POINTS, correspond.REFINE_POINTS
         corrnet_model.CorrNet._head_in = concatenated_head
         orient.WIDE_UPS, correspond.PASS_POINTS, correspond.REFINE_POINTS = 26, 4096, 4096
+        if max_of_gathered:
+            corrnet_model.neighbour_max = gathered_max
         try:
             axes, _, _ = search(net, p, 0, 12, 3, 12)
-            predict_axes(net, p, axes)
+            predict_axes(net, p, axes, refine=refine, passes=passes)
         finally:
             corrnet_model.CorrNet._head_in, orient.WIDE_UPS = head, wide
             correspond.PASS_POINTS, correspond.REFINE_POINTS = points
+            corrnet_model.neighbour_max = running_max
 
     paths = {
-        "previous": previous,
-        "4 x 4096": four_by_4096,
+        "previous": lambda p: old_path(p, True, False, 1),
+        "4 x 4096": lambda p: old_path(p, False, True, 4),
         "1 pass": lambda p: predict(net, p, passes=1),
         "shipped": lambda p: predict(net, p),
     }
