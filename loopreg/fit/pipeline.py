@@ -174,6 +174,7 @@ class FitPlan:
     loop: LoopFitConfig = field(default_factory=LoopFitConfig)
     surface: SurfaceFitConfig = field(default_factory=SurfaceFitConfig)
     anchor_weight: float = 0.0  # loop-loss anchor in the surface fit (off: see above)
+    single_view_anchor: float = 0.0  # the same for single views (below), in place of anchor_weight
     fallback: str = "auto"
     fallback_inliers: float = 0.6
     fallback_margin: float = 0.3
@@ -257,11 +258,6 @@ def fit_correspondences(
             loop, corr, orientation = loop2, alternative, "search runner-up (more loop inliers)"
     timings["loop_fit"] = time.perf_counter() - t
     t = time.perf_counter()
-    anchor = None
-    if plan.anchor_weight > 0:
-        anchor = loop_anchor(
-            body_field, scan, loop, corr["corr_weights"], plan.loop.robust_b_m, plan.anchor_weight
-        )
     with torch.no_grad():
         loop_body = model(**{k: v.reshape(1, -1) for k, v in loop.as_init().items()}).vertices[0]
     share = outside_share(loop_body, model.faces, scan, plan.clothed_far_m)
@@ -272,6 +268,10 @@ def fit_correspondences(
     partial = layered < plan.single_layer_m
     view = estimate_view(loop_body, model.faces, scan) if partial else None  # which side the camera saw
     mask = view.visible if partial else None
+    anchor, anchor_weight = None, plan.single_view_anchor if partial else plan.anchor_weight
+    if anchor_weight > 0:
+        weights = corr["corr_weights"]
+        anchor = loop_anchor(body_field, scan, loop, weights, plan.loop.robust_b_m, anchor_weight)
     init = loop.as_init()
     frozen = torch.zeros(model.num_joints - 1, dtype=torch.bool, device=loop_body.device)
     frozen[[j - 1 for j in plan.loop_joints]] = True

@@ -28,14 +28,14 @@ from loopreg.net.orient import runner_up, search
 REFINE_PARTS = (1, 8, 9)  # torso, upper legs
 REFINE_MIN_POINTS = 50
 REFINE_MAX_DEG = 45.0  # a larger turn means the labels are not to be trusted: keep the search's axes
-# Labels at the refined axes: PASSES random PASS_POINTS-point subsets (one batch), probabilities averaged, each
-# point's canonical point the mean of the passes' regressions of its winning part (predict_oriented).
-# Clothed n=64 seed 1000, first 24 scans, part accuracy / median / mean cm: 1 pass 95.4 % / 1.72 / 2.42;
-# median of the blended points of 2 passes 95.8 / 1.56 / 2.26, 3: 96.0 / 1.49 / 2.20, 4: 96.1 / 1.48 /
-# 2.16 (4096 points per pass; 4 with 8 degree turns: 2.17; 8: 2.12). Aggregations of 4 passes, first 32 scans, clothed / partial
-# n=32 mean cm: one pass 2.45 / 3.74, median of the blends 2.17 / 3.54, their mean 2.19 / 3.60, the winning
-# part's regressions 2.11 / 3.46 (scripts/label_study.py). Denser sets instead (one pass of all 10k
-# points: 93.0 % / 2.81 / 3.92) are worse: CorrNet trained on 2560-point sets.
+# Labels at the refined axes: PASSES random PASS_POINTS-point subsets (one batch), probabilities averaged,
+# each point's canonical point the mean of the passes' regressions of its winning part (predict_oriented).
+# Clothed n=64 seed 1000, first 24 scans, 4096 points per pass, part accuracy / median / mean cm: 1 pass
+# 95.4 % / 1.72 / 2.42; median of the blended points of 2 passes 95.8 / 1.56 / 2.26, 3: 96.0 / 1.49 /
+# 2.20, 4: 96.1 / 1.48 / 2.16 (4 with 8 degree turns: 2.17; 8: 2.12). Aggregations of 4 passes, first 32
+# scans, clothed / partial n=32 mean cm: one pass 2.45 / 3.74, median of the blends 2.17 / 3.54, their mean
+# 2.19 / 3.60, the winning part's regressions 2.11 / 3.46 (scripts/label_study.py). Denser sets instead
+# (one pass of all 10k points: 93.0 % / 2.81 / 3.92) are worse: CorrNet trained on 2560-point sets.
 PASSES = 4
 # Points per pass: CorrNet trained on 2048-2560-point sets. Held-out n=64 seed 1000, 4 passes, one thread,
 # 2026-11-27 (part accuracy / median / mean cm): 4096 -> 2560 points clothed (first 32) 95.9 % / 1.47 /
