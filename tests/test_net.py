@@ -284,11 +284,11 @@ def test_selfsup_runs_and_resumes(tmp_path):
 
 
 def test_unsure_search_widens_to_ups_all_round():
-    """A cloud that looks like no body (scores under WIDEN_BELOW) gets the wide search (26 more up axes);
-    a body does not."""
+    """A cloud that looks like no body (scores under WIDEN_BELOW) gets the wide search (WIDE_UPS more up
+    axes); a body does not."""
     from loopreg.body import BodyModel
     from loopreg.net import load_corrnet
-    from loopreg.net.orient import WIDE_UPS, WIDEN_BELOW, search, up_candidates
+    from loopreg.net.orient import N_YAW, WIDE_UPS, WIDEN_BELOW, search, up_candidates
 
     net = load_corrnet()
     if net is None:
@@ -296,7 +296,7 @@ def test_unsure_search_widens_to_ups_all_round():
     blob = np.random.default_rng(0).normal(size=(3000, 3)) * [0.3, 0.3, 0.3]
     axes, scores, H = search(net, blob)
     assert scores.max() < WIDEN_BELOW
-    assert len(H) == (len(up_candidates(blob)) + WIDE_UPS) * 12 and np.allclose(axes, H[scores.argmax()].T)
+    assert len(H) == (len(up_candidates(blob)) + WIDE_UPS) * N_YAW and np.allclose(axes, H[scores.argmax()].T)
     body = BodyModel.load().v_template.numpy().astype(np.float64)
     _, scores, H = search(net, body)
-    assert scores.max() >= WIDEN_BELOW and len(H) == len(up_candidates(body)) * 12
+    assert scores.max() >= WIDEN_BELOW and len(H) == len(up_candidates(body)) * N_YAW
