@@ -5,7 +5,7 @@
 Per scan, in turn: "previous" (the search, one pass, the neighbour max through the gathered (B,N,k,C)
 tensor, as before 2026-11-27), "4 x 4096" (the search of 12 turns with 12 re-scored on 3 subsets and 26
 wide ups, the refinement and 4 passes, all of 4096 points, the head on the concatenated features: shipped
-on 2026-11-27 until the afternoon), "1 pass" (the current search, the refinement, one pass) and "shipped"
+on 2026-11-27 until 07:15 UTC), "1 pass" (the current search, the refinement, one pass) and "shipped"
 (the current search, the refinement, `correspond.PASSES` passes of `PASS_POINTS`). Prints the median and
 95th percentile of each. Alternating cancels the drift of a shared machine's speed; run it alone.
 """
