@@ -300,3 +300,28 @@ def test_unsure_search_widens_to_ups_all_round():
     body = BodyModel.load().v_template.numpy().astype(np.float64)
     _, scores, H = search(net, body)
     assert scores.max() >= WIDEN_BELOW and len(H) == len(up_candidates(body)) * N_YAW
+
+
+def test_dataset_shards_start_at_first_shard_and_follow_the_mix(tmp_path):
+    from loopreg.net.data import DataConfig, ShardDataset, generate_dataset
+
+    mix = {"minimal": 0.0, "clothed": 0.0, "partial": 1.0, "wild": 0.0}
+    cfg = DataConfig(n_scans=2, shard_size=2, n_points=600, beta_pool=8, mix=mix, first_shard=7)
+    generate_dataset(tmp_path, cfg, workers=1, log=lambda *_: None)
+    assert [p.name for p in tmp_path.glob("shard_*.npz")] == ["shard_0007.npz"]
+    ds = ShardDataset(tmp_path)
+    assert len(ds) == 2 and (ds.suite == list(mix).index("partial")).all()
+    with pytest.raises(ValueError, match="< 1000"):
+        generate_dataset(tmp_path, DataConfig(n_scans=40, first_shard=900), workers=1)
+
+
+def test_every_recipe_step_is_a_valid_loopreg_command():
+    from loopreg.cli import build_parser
+    from loopreg.net.recipes import RECIPES, describe
+
+    parser = build_parser()
+    for name, steps in RECIPES.items():
+        for step in steps:
+            args = parser.parse_args(list(step))  # argparse exits on an unknown option or choice
+            assert args.func is not None
+        assert describe(name).count("loopreg train") == len(steps)

@@ -27,7 +27,14 @@ def _threads(n: int | None) -> None:
 def _cmd_data(args: argparse.Namespace) -> int:
     from loopreg.net.data import DataConfig, generate_dataset
 
-    generate_dataset(Path(args.out), DataConfig(n_scans=args.n, n_points=args.points), args.workers, _log)
+    mix = dict(DataConfig().mix)
+    for item in args.mix.split(",") if args.mix else []:
+        name, _, weight = item.partition("=")
+        if name not in mix:
+            raise SystemExit(f"--mix: unknown suite {name!r} (one of {', '.join(mix)})")
+        mix[name] = float(weight)
+    cfg = DataConfig(n_scans=args.n, n_points=args.points, mix=mix, first_shard=args.first_shard)
+    generate_dataset(Path(args.out), cfg, args.workers, _log)
     return 0
 
 
@@ -78,10 +85,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_ship(args: argparse.Namespace) -> int:
-    from loopreg.net.ship import TRAIN_COMMANDS, ship
+    from loopreg.net.ship import ship
 
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
-    entry = ship(Path(args.weights), metrics, args.note, args.name, command=TRAIN_COMMANDS[args.recipe])
+    entry = ship(Path(args.weights), metrics, args.note, args.name, recipe=args.recipe)
     print(json.dumps(entry, indent=1))
     return 0
 
@@ -96,6 +103,13 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=1200, help="scans (default 1200)")
     p.add_argument("--points", type=int, default=6000, help="points kept per scan")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--mix", help="suite weights, e.g. minimal=0.1,wild=0.3 (others keep their defaults)")
+    p.add_argument(
+        "--first-shard",
+        type=int,
+        default=0,
+        help="first shard index (seeds); past an earlier dataset's shards for new scans",
+    )
     p.set_defaults(func=_cmd_data)
 
     p = tsub.add_parser("pack", help="compact float16 copy of the training data (to carry to a GPU machine)")

@@ -35,6 +35,7 @@ class DataConfig:
     n_points: int = 6000
     beta_pool: int = 2000
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    first_shard: int = 0  # shard index = seed offset: new scans start past an earlier dataset's shards
 
 
 def label_points(
@@ -112,7 +113,10 @@ def generate_dataset(out: Path, cfg: DataConfig, workers: int = 2, log=print) ->
         np.save(pool_path, sample_betas(cfg.beta_pool, BETA_SEED))
     pool = np.load(pool_path)
     n_shards = -(-cfg.n_scans // cfg.shard_size)
-    todo = [s for s in range(n_shards) if not (out / f"shard_{s:04d}.npz").exists()]
+    if cfg.first_shard + n_shards + POSE_SEED > 1000:
+        raise ValueError("training seeds must stay < 1000 (the benchmark's): lower --first-shard or --n")
+    shards = range(cfg.first_shard, cfg.first_shard + n_shards)
+    todo = [s for s in shards if not (out / f"shard_{s:04d}.npz").exists()]
     t0 = time.perf_counter()
     jobs = [(s, cfg, pool, out) for s in todo]
     if workers <= 1:

@@ -9,23 +9,10 @@ import torch
 from loopreg.body.data import file_sha256
 from loopreg.body.registry import read_manifest, write_manifest
 from loopreg.net.data import BETA_SEED, POSE_SEED, SCAN_SEED
+from loopreg.net.recipes import describe
 from loopreg.paths import MODEL_STORE
 
 WEIGHTS_NAME = "corrnet"  # the default weights; "corrnet_cpu": the 2-hour CPU recipe's (kept, measured)
-TRAIN_COMMANDS = {
-    "gpu": (
-        "python scripts/train_corrnet.py --recipe gpu  (= loopreg train data --n 1400 --out "
-        ".cache/net/data_gpu && loopreg train pack --points 2560 --out .cache/net/pack_gpu && "
-        "loopreg train warmup --data .cache/net/pack_gpu --steps 7750 --batch 32 --device cuda --threads 7, "
-        "then eval and ship)"
-    ),
-    "cpu": (
-        "python scripts/train_corrnet.py --recipe cpu  (= loopreg train data --n 520 --workers 2 && "
-        "loopreg train warmup --data .cache/net/data --out .cache/net/run1/corrnet.pt --steps 1200 "
-        "--batch 8 && loopreg train warmup --data .cache/net/data --init .cache/net/run1/corrnet.pt "
-        "--steps 1200 --batch 8 --lr 1e-3 --seed 1, then eval and ship)"
-    ),
-}
 
 
 def ship(
@@ -34,7 +21,7 @@ def ship(
     note: str = "",
     name: str = WEIGHTS_NAME,
     store: Path = MODEL_STORE,
-    command: str = TRAIN_COMMANDS["gpu"],
+    recipe: str = "gpu",
 ) -> dict:
     """Add/replace the manifest entry of weights stored under `store` (sha256, config, seeds, metrics)."""
     weights = Path(weights).resolve()
@@ -55,7 +42,7 @@ def ship(
         "val": meta.get("val", {}),
         "device": meta.get("device", ""),
         "metrics": metrics,
-        "command": command,
+        "command": describe(recipe),
         "note": note,
     }
     manifest = read_manifest(store)

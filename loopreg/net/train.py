@@ -103,7 +103,8 @@ def warmup(
     val_score = [score_batch(ds, val_idx[i : i + 16], net.cfg.score_points, val_gen, cfg.jitter_deg)
                  for i in range(0, n_val, 16)]  # fmt: skip
     best, history, t0 = math.inf, [], time.perf_counter()
-    meta = {"train": {**asdict(cfg), "n_train_scans": n_train, "n_val_scans": n_val, "data": str(data)},
+    meta = {"train": {**asdict(cfg), "n_train_scans": n_train, "n_val_scans": n_val, "data": str(data),
+                      "init": str(init) if init else None},
             "device": str(device)}  # fmt: skip
     for step in range(1, cfg.steps + 1):
         idx = train_idx[torch.randint(n_train, (cfg.batch_size,), generator=gen)]
