@@ -1,6 +1,7 @@
 """Per-scan screening: the bench's registration of each scan, its V2V and the fit's own summary.
 
     python scripts/scan_report.py SUITE_DIR all|I,J,... [THREADS]   # e.g. .cache/bench/wild_n32_s1000 8,19 1
+    PLAN='{"heavy_anchor": 0.2}' python scripts/scan_report.py ...   # FitPlan fields other than the default
 
 Prints per scan: id, kind, pose name, the scan's transform record; the orientation search's runner-up margin;
 V2V (cm, as `loopreg bench`), seconds and `fit_info` (method, orientation, loop-fit inliers, single view,
@@ -10,6 +11,7 @@ frozen joints, ...). A diagnostic: it reads gt.json. Two processes of one thread
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +31,7 @@ def main() -> None:
     items = json.loads((suite / "index.json").read_text())["items"]
     picks = range(len(items)) if sys.argv[2] == "all" else [int(i) for i in sys.argv[2].split(",")]
     model = pipeline.get_model(None, torch.device("cpu"))
+    plan = pipeline.FitPlan(**json.loads(os.environ.get("PLAN", "{}")))
     correspondences = pipeline.correspondences
 
     def with_margin(net, model, points, seed):  # the search's runner-up margin, printed
@@ -44,7 +47,9 @@ def main() -> None:
         gt_vertices, _ = gt_body(model, gt)
         print(item["id"], item["kind"], gt["pose_name"], gt["scan"].get("transform"))
         t = time.perf_counter()
-        summary, _ = pipeline.register_loaded(load_scan(suite / item["scan"]), pipeline.RegisterOptions())
+        summary, _ = pipeline.register_loaded(
+            load_scan(suite / item["scan"]), pipeline.RegisterOptions(), plan=plan
+        )
         fit, norm = summary["fit"], summary["normalisation"]
         to_model = np.linalg.inv(np.asarray(gt["to_scan"]))
         vertices = transform(transform(fit.vertices.double().numpy(), norm.to_scan), to_model)

@@ -179,6 +179,9 @@ class FitPlan:
     # partial n=32 V2V mean 0 / 0.2 / 1.0: 2.97 / 2.86 / 3.05 cm (3 failures each); wild's 9 single views
     # 0 -> 0.2: 3.27 -> 3.26 cm.
     single_view_anchor: float = 0.2
+    # ... and for full scans in heavy clothing (over heavy_share of the scan outside the loop-fit body,
+    # below): a chamfer on a loose garment pulls the body into it.
+    heavy_anchor: float = 0.0
     fallback: str = "auto"
     fallback_inliers: float = 0.6
     fallback_margin: float = 0.3
@@ -272,7 +275,9 @@ def fit_correspondences(
     partial = layered < plan.single_layer_m
     view = estimate_view(loop_body, model.faces, scan) if partial else None  # which side the camera saw
     mask = view.visible if partial else None
-    anchor, anchor_weight = None, plan.single_view_anchor if partial else plan.anchor_weight
+    anchor, anchor_weight = None, plan.anchor_weight
+    if partial or share > plan.heavy_share:
+        anchor_weight = plan.single_view_anchor if partial else plan.heavy_anchor
     if anchor_weight > 0:
         weights = corr["corr_weights"]
         anchor = loop_anchor(body_field, scan, loop, weights, plan.loop.robust_b_m, anchor_weight)
