@@ -5,9 +5,10 @@
 Per scan, in turn: "previous" (the search, one pass, the neighbour max through the gathered (B,N,k,C)
 tensor, as before 2026-11-27), "4 x 4096" (the search of 12 turns with 12 re-scored on 3 subsets and 26
 wide ups, the refinement and 4 passes, all of 4096 points, the head on the concatenated features: shipped
-on 2026-11-27 until 07:15 UTC), "1 pass" (the current search, the refinement, one pass) and "shipped"
-(the current search, the refinement, `correspond.PASSES` passes of `PASS_POINTS`). Prints the median and
-95th percentile of each. Alternating cancels the drift of a shared machine's speed; run it alone.
+on 2026-11-27 until 07:15 UTC), "1 pass" / "3 passes" (the current search, the refinement, one or three
+passes) and "shipped" (the current search, the refinement, `correspond.PASSES` passes of `PASS_POINTS`).
+Prints the median and 95th percentile of each. Alternating cancels the drift of a shared machine's speed;
+run it alone.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def main() -> None:
         "previous": lambda p: old_path(p, True, False, 1),
         "4 x 4096": lambda p: old_path(p, False, True, 4),
         "1 pass": lambda p: predict(net, p, passes=1),
+        "3 passes": lambda p: predict(net, p, passes=3),
         "shipped": lambda p: predict(net, p),
     }
     times: dict[str, list[float]] = {k: [] for k in paths}
