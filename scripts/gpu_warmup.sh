@@ -5,6 +5,7 @@
 #      second sample per step costs little)
 # S from the environment, else from a $P-step (400) probe of both at once: the seconds per step between steps
 # 100 and $P of the slower run (start-up excluded, validation included), sized to ~BUDGET seconds.
+# A second cycle from shipped weights W: A="--batch 32 --init W --lr 1e-3" (what corrnet.pt had on 2026-11-27).
 # Inputs (carried): $DATA (`loopreg train pack`: the training scans as float16) and .whl (smplx and
 # trimesh wheels). Outputs under $OUT: a.pt, b.pt (best validation loss of each) and the logs. Evaluate
 # the returned weights on a CPU machine: loopreg train eval --weights W --suite clothed --n 64

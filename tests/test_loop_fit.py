@@ -241,6 +241,10 @@ def test_pipeline_keeps_a_clothed_body_inside_its_clothes(model, cases):
             v = fit.vertices.detach()
             off[name] = (offset_cm(v, scan[cloth]), offset_cm(v, scan[~cloth]))
             v2v[name].append(float((v - c["verts"]).norm(dim=-1).mean() * 100))
+            assert info["anchor_weight"] == plan.anchor_weight == 0.0  # neither a single view nor heavy
+        if c is cases[0]:  # counted as heavy clothing: the surface fit keeps the loop fit's loss
+            _, info = fit_correspondences(model, scan, corr, FitPlan(heavy_share=0.0))
+            assert info["anchor_weight"] == FitPlan().heavy_anchor > 0
         for name, push in (("no margin", 0.4), ("shipped", 0.2)):
             assert off[name][0] > off["off"][0] + push and abs(off[name][1]) < abs(off["off"][1]), off
     assert np.mean(v2v["no margin"]) < np.mean(v2v["off"]), v2v

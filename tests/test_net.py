@@ -315,6 +315,15 @@ def test_dataset_shards_start_at_first_shard_and_follow_the_mix(tmp_path):
         generate_dataset(tmp_path, DataConfig(n_scans=40, first_shard=900), workers=1)
 
 
+def test_train_data_rejects_a_bad_mix(tmp_path):
+    from loopreg.cli import main
+
+    for mix, msg in (("wild=lots", "not SUITE=WEIGHT"), ("naked=1", "unknown suite")):
+        with pytest.raises(SystemExit, match=msg):
+            main(["train", "data", "--out", str(tmp_path), "--mix", mix])
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 def test_every_recipe_step_is_a_valid_loopreg_command():
     from loopreg.cli import build_parser
     from loopreg.net.recipes import RECIPES, describe

@@ -70,3 +70,20 @@ def test_hostile_files_exit_2_with_one_line(tmp_path, index):
     assert res.returncode == 2, (name, res.stderr)
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("loopreg: error:") and name in lines[0], res.stderr
+
+
+def test_register_on_cuda_matches_cpu(tmp_path):
+    """The worker's CUDA path: the same scan registered on both devices lands on the same body."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    from loopreg.fit.pipeline import RegisterOptions, register_scan
+
+    scan = "examples/scan_clothed.ply"
+    reports = {d: register_scan(scan, tmp_path / d, RegisterOptions(device=d)) for d in ("cpu", "cuda")}
+    assert reports["cuda"]["device"].startswith("cuda")
+    bodies = {d: np.asarray(trimesh.load(tmp_path / d / "body.obj", process=False).vertices) for d in reports}
+    unit = json.loads((tmp_path / "cpu" / "params.json").read_text())["units"]
+    per_cm = {"m": 100.0, "cm": 1.0, "mm": 0.1}[unit]
+    assert np.linalg.norm(bodies["cuda"] - bodies["cpu"], axis=1).mean() * per_cm < 1.0
+    mm = [reports[d]["scan_to_body_mm"]["mean"] for d in reports]
+    assert abs(mm[0] - mm[1]) < 1.0, mm

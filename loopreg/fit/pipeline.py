@@ -318,6 +318,7 @@ def fit_correspondences(
         "view_recall": view.recall if view is not None else None,  # single views only
         "layering_m": layered,
         "single_view": partial,
+        "anchor_weight": anchor_weight,  # the loop fit's loss kept in the surface fit (single view, heavy)
         "frozen_joints": int(frozen.sum()),  # loop_joints included
     }
     if plan.fallback == "always" or (plan.fallback == "auto" and loop.inliers < plan.fallback_inliers):

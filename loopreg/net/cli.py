@@ -32,9 +32,15 @@ def _cmd_data(args: argparse.Namespace) -> int:
         name, _, weight = item.partition("=")
         if name not in mix:
             raise SystemExit(f"--mix: unknown suite {name!r} (one of {', '.join(mix)})")
-        mix[name] = float(weight)
+        try:
+            mix[name] = float(weight)
+        except ValueError:
+            raise SystemExit(f"--mix: {item!r} is not SUITE=WEIGHT with a number") from None
     cfg = DataConfig(n_scans=args.n, n_points=args.points, mix=mix, first_shard=args.first_shard)
-    generate_dataset(Path(args.out), cfg, args.workers, _log)
+    try:
+        generate_dataset(Path(args.out), cfg, args.workers, _log)
+    except ValueError as exc:
+        raise SystemExit(f"loopreg train data: {exc}") from None
     return 0
 
 
