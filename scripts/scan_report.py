@@ -2,6 +2,7 @@
 
     python scripts/scan_report.py SUITE_DIR all|I,J,... [THREADS]   # e.g. .cache/bench/wild_n32_s1000 8,19 1
     PLAN='{"heavy_anchor": 0.2}' python scripts/scan_report.py ...   # FitPlan fields other than the default
+    PER_PART=1 python scripts/scan_report.py ...                      # + V2V per body part (cm)
 
 Prints per scan: id, kind, pose name, the scan's transform record; the orientation search's runner-up margin;
 V2V (cm, as `loopreg bench`), seconds and `fit_info` (method, orientation, loop-fit inliers, single view,
@@ -21,6 +22,7 @@ import torch
 
 import loopreg.fit.pipeline as pipeline
 from loopreg.bench.run import gt_body
+from loopreg.body.parts import PART_NAMES
 from loopreg.data.scan_io import load_scan
 from loopreg.fit.export import transform
 
@@ -53,9 +55,14 @@ def main() -> None:
         fit, norm = summary["fit"], summary["normalisation"]
         to_model = np.linalg.inv(np.asarray(gt["to_scan"]))
         vertices = transform(transform(fit.vertices.double().numpy(), norm.to_scan), to_model)
-        v2v.append(float(np.linalg.norm(vertices - gt_vertices, axis=1).mean() * 100))
+        err = np.linalg.norm(vertices - gt_vertices, axis=1) * 100
+        v2v.append(float(err.mean()))
         info = {k: round(v, 3) if isinstance(v, float) else v for k, v in summary["fit_info"].items()}
         print(f"   V2V {v2v[-1]:.2f} cm  {time.perf_counter() - t:.1f}s", info, flush=True)
+        if os.environ.get("PER_PART") == "1":
+            labels = model.parts.numpy()
+            per_part = {PART_NAMES[p]: round(float(err[labels == p].mean()), 1) for p in np.unique(labels)}
+            print("   per part", per_part)
     v = np.array(v2v)
     print(f"{suite.name}: {len(v)} scans, V2V mean {v.mean():.2f} cm, failures {(v > 5).sum()}")
 
