@@ -1,7 +1,6 @@
 """Stage timings of repeated registrations in one process, as a worker runs them (models loaded once).
 
     python scripts/device_timing.py SCAN DEVICE [REPEATS]   # e.g. scan.ply cuda 3
-    PROFILE=1 python scripts/device_timing.py ...             # + torch.profiler's top ops of the last run
 
 The first run pays the one-off costs (CUDA context, kernel loads, model caches); the later ones are what a
 warm worker sees. Prints one JSON line per run: the device and report.json's `timings_s`.
@@ -10,13 +9,10 @@ warm worker sees. Prints one JSON line per run: the device and report.json's `ti
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 from loopreg.fit.pipeline import RegisterOptions, register_scan
 
@@ -24,21 +20,13 @@ from loopreg.fit.pipeline import RegisterOptions, register_scan
 def main() -> None:
     scan, device = Path(sys.argv[1]), sys.argv[2]
     repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 3
-    profile = os.environ.get("PROFILE") == "1"
     for run in range(repeats):
-        prof = torch.profiler.profile() if profile and run == repeats - 1 else None
         with tempfile.TemporaryDirectory() as out:
             t = time.perf_counter()
-            if prof:
-                prof.start()
             report = register_scan(scan, Path(out), RegisterOptions(device=device))
-            if prof:
-                prof.stop()
             wall = time.perf_counter() - t
         timings = {k: round(v, 3) for k, v in report["timings_s"].items()}
         print(json.dumps({"run": run, "device": report["device"], "wall_s": round(wall, 3), **timings}))
-        if prof:
-            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
 
 
 if __name__ == "__main__":

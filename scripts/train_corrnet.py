@@ -17,10 +17,11 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from loopreg.cli import main
-from loopreg.net.recipes import RECIPES, WEIGHTS
-from loopreg.paths import CACHE_DIR, MODEL_STORE
+from loopreg.net.recipes import RECIPES
+from loopreg.paths import CACHE_DIR, PROJECT_ROOT
 
 SUITES = ("clothed", "wild", "partial", "minimal")
 
@@ -38,10 +39,12 @@ def cli() -> None:
     ap.add_argument("--eval-n", type=int, default=64)
     ap.add_argument("--no-ship", action="store_true", help="do not write the manifest entry")
     a = ap.parse_args()
-    name = WEIGHTS[a.recipe]
-    for step in RECIPES[a.recipe]:
+    os.chdir(PROJECT_ROOT)  # the recipes' paths are relative to the project root
+    steps = RECIPES[a.recipe]
+    out = steps[-1][steps[-1].index("--out") + 1]  # the last step writes the shipped weights
+    name = Path(out).stem  # their manifest key
+    for step in steps:
         run(*step, *(("--workers", str(a.workers)) if step[1] == "data" else ()))
-    out = str(MODEL_STORE / "weights" / f"{name}.pt")
     metrics = {}
     for suite in SUITES:
         path = CACHE_DIR / "net" / f"eval_{name}_{suite}.json"

@@ -271,15 +271,15 @@ def fit_correspondences(
         loop_body = model(**{k: v.reshape(1, -1) for k, v in loop.as_init().items()}).vertices[0]
     share = outside_share(loop_body, model.faces, scan, plan.clothed_far_m)
     clothed = share > plan.clothed_share and plan.clothed_outside_weight != 1.0
-    weight = plan.heavy_outside_weight if share > plan.heavy_share else plan.clothed_outside_weight
+    heavy = share > plan.heavy_share
+    weight = plan.heavy_outside_weight if heavy else plan.clothed_outside_weight
     surface = replace(plan.surface, outside_weight=weight) if clothed else plan.surface
     layered = float(layering(scan.to(loop_body)).min())
     partial = layered < plan.single_layer_m
     view = estimate_view(loop_body, model.faces, scan) if partial else None  # which side the camera saw
     mask = view.visible if partial else None
-    anchor, anchor_weight = None, plan.anchor_weight
-    if partial or share > plan.heavy_share:
-        anchor_weight = plan.single_view_anchor if partial else plan.heavy_anchor
+    anchor_weight = plan.single_view_anchor if partial else plan.heavy_anchor if heavy else plan.anchor_weight
+    anchor = None
     if anchor_weight > 0:
         weights = corr["corr_weights"]
         anchor = loop_anchor(body_field, scan, loop, weights, plan.loop.robust_b_m, anchor_weight)

@@ -1,7 +1,8 @@
 """The training recipes of the shipped CorrNet weights, as `loopreg` argument lists (one place).
 
 `scripts/train_corrnet.py --recipe R` runs RECIPES[R] step by step, then evaluates and ships; `ship`
-records `describe(R)` in the manifest. Paths are relative to the project root (.cache/ is the cache).
+records `describe(R)` in the manifest. Paths are relative to the project root (.cache/ is the cache); the
+last step writes the shipped weights (their file stem is the manifest key).
 
 gpu (corrnet.pt): a warm start on 1400 scans (7750 steps x 32 from lr 2e-3), then a second cycle from
 those weights on 1600 new scans (training shards 100-139, partial and wild weighted up), 5500 steps x 32
@@ -37,7 +38,6 @@ RECIPES: dict[str, tuple[tuple[str, ...], ...]] = {
          "--seed", "1"),
     ),
 }  # fmt: skip
-WEIGHTS = {"gpu": "corrnet", "cpu": "corrnet_cpu"}  # manifest name (and file stem) per recipe
 
 
 def describe(recipe: str) -> str:
