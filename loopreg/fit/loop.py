@@ -64,6 +64,11 @@ class LoopFitConfig:
     reassign_every: int = 10  # iterations of stage B between reassignments (the first at its start)
     reassign_far_m: float = 0.08  # a correspondence is suspect when its loop residual is above this ...
     reassign_near_m: float = 0.03  # ... while its scan point is this close to the posed body
+    # Clothing: the part of a residual along the posed body's outward normal beyond outside_margin_m (the
+    # scan point stands off the body, as cloth does) counts outside_weight times in its square (1: off).
+    # Stage A after the rigid start, and stage B. Heavy clothing only (FitPlan.heavy_loop_outside).
+    outside_weight: float = 1.0
+    outside_margin_m: float = 0.01
     inlier_m: float = 0.03  # `inliers`: share of final loop residuals below this
     agree_m: float = 0.10  # `agreement`: share of the given correspondences' residuals below this
 
@@ -118,13 +123,25 @@ class LoopPoser:
         transl: torch.Tensor,
     ) -> torch.Tensor:
         """Posed points (N,3) for one parameter set (betas (1,B) or (B,), axis-angles, transl (3,))."""
+        return self.pose(x, betas, global_orient, body_pose, transl)[0]
+
+    def pose(
+        self,
+        x: torch.Tensor,
+        betas: torch.Tensor,
+        global_orient: torch.Tensor,
+        body_pose: torch.Tensor,
+        transl: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posed points (N,3) and each point's blended skinning rotation (N,3,3) (it turns canonical
+        normals into posed ones)."""
         rot = batch_rodrigues(torch.cat([global_orient.reshape(-1, 3), body_pose.reshape(-1, 3)]))
         b = betas.reshape(-1)
         pose_off = ((rot[1:] - self.eye).reshape(1, -1) @ self.P).reshape(-1, 3)
         xs = x + self.S @ b + pose_off
         _, A = batch_rigid_transform(rot[None], (self.J0 + self.Jdirs @ b)[None], self.parents, dtype=x.dtype)
         T = (self.W @ A[0].reshape(-1, 16)).reshape(-1, 4, 4)
-        return (T[:, :3, :3] @ xs[..., None])[..., 0] + T[:, :3, 3] + transl.reshape(1, 3)
+        return (T[:, :3, :3] @ xs[..., None])[..., 0] + T[:, :3, 3] + transl.reshape(1, 3), T[:, :3, :3]
 
 
 def posedirs_by_vertex(body_field: BodyField) -> torch.Tensor:
@@ -136,6 +153,24 @@ def posedirs_by_vertex(body_field: BodyField) -> torch.Tensor:
 def geman_mcclure(r2: torch.Tensor, scale: float) -> torch.Tensor:
     """s^2 r^2 / (r^2 + s^2): ~r^2 for small residuals, saturating at s^2 for large ones (m^2)."""
     return scale**2 * r2 / (r2 + scale**2)
+
+
+def clothed_r2(
+    residual: torch.Tensor, rotation: torch.Tensor, normal: torch.Tensor, weight: float, margin_m: float
+) -> torch.Tensor:
+    """Squared loop residuals (N,) with the outward part beyond margin_m discounted: residual = scan point -
+    posed point (N,3), rotation (N,3,3) the points' skinning rotations, normal (N,3) their canonical normals.
+    The normal component r_n beyond the margin counts as margin + sqrt(weight) (r_n - margin); the
+    tangential part and inward offsets count in full (the body may not come out through the cloth)."""
+    r2 = residual.square().sum(-1)
+    if weight == 1.0:
+        return r2
+    n = (rotation.detach() @ normal[..., None])[..., 0]
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    rn = (residual * n).sum(-1)
+    tangential = (r2 - rn.square()).clamp_min(0)
+    rn_eff = torch.where(rn > margin_m, margin_m + weight**0.5 * (rn - margin_m), rn)
+    return tangential + rn_eff.square()
 
 
 def _schedule(start: float, end: float, frac: float) -> float:
@@ -202,8 +237,11 @@ def fit_loop(
 
     stage_losses: dict[str, float] = {}
     # stage A: fixed correspondences, one lookup -------------------------------------------------------
+    normals = vertex_normals(body_field.v_template, body_field.faces)
     with torch.no_grad():
-        poser = LoopPoser(body_field, body_field.lookup(canon), nb, posedirs_v)
+        sample = body_field.lookup(canon)
+        poser = LoopPoser(body_field, sample, nb, posedirs_v)
+        n_canon = BodyField.interp(sample.vids, sample.coef, normals)
     opt = torch.optim.Adam([params["global_orient"], params["transl"]], lr=cfg.lr)
     r2 = None
     for _ in range(cfg.rigid_iters):
@@ -218,8 +256,11 @@ def fit_loop(
     for it in range(cfg.iters_a):
         frac = it / max(cfg.iters_a - 1, 1)
         opt.param_groups[0]["lr"] = _schedule(cfg.lr, cfg.lr * cfg.lr_decay, frac)
-        r2 = (poser(canon, **params) - scan).square().sum(-1)
-        loss = (w * geman_mcclure(r2, _schedule(cfg.robust_start_m, cfg.robust_end_m, frac))).sum() + priors()
+        posed, rot = poser.pose(canon, **params)
+        r2 = (scan - posed).square().sum(-1)
+        fit_r2 = clothed_r2(scan - posed, rot, n_canon, cfg.outside_weight, cfg.outside_margin_m)
+        scale = _schedule(cfg.robust_start_m, cfg.robust_end_m, frac)
+        loss = (w * geman_mcclure(fit_r2, scale)).sum() + priors()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -232,7 +273,6 @@ def fit_loop(
 
     # stage B: free correspondences ----------------------------------------------------------------------
     x = canon.clone().requires_grad_(True)
-    normals = vertex_normals(body_field.v_template, body_field.faces)
     opt = torch.optim.Adam([{"params": list(params.values())}, {"params": [x]}], lr=cfg.lr_b)
     moved = torch.zeros(len(x), dtype=torch.bool, device=dev)
     x0 = n0 = d0 = None
@@ -257,8 +297,10 @@ def fit_loop(
         frac = it / max(cfg.iters_b - 1, 1)
         opt.param_groups[0]["lr"] = _schedule(cfg.lr_b, cfg.lr_b * cfg.lr_decay, frac)
         opt.param_groups[1]["lr"] = _schedule(cfg.lr_canon, cfg.lr_canon * cfg.lr_decay, frac)
-        r2 = (poser(x, **params) - scan).square().sum(-1)
-        data = geman_mcclure(r2, cfg.robust_b_m) + cfg.surface_weight * surface_r2()
+        posed, rot = poser.pose(x, **params)
+        r2 = (scan - posed).square().sum(-1)
+        fit_r2 = clothed_r2(scan - posed, rot, n0, cfg.outside_weight, cfg.outside_margin_m)
+        data = geman_mcclure(fit_r2, cfg.robust_b_m) + cfg.surface_weight * surface_r2()
         loss = (w * data).sum() + priors()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -268,8 +310,13 @@ def fit_loop(
     # final objective, with a fresh lookup at the final points ---------------------------------------------
     with torch.no_grad():
         sample = body_field.lookup(x)
-        r2 = (body_field.pose_sample(x, sample, **{k: v[None] for k, v in params.items()})[0] - scan).square()
-        r2 = r2.sum(-1)
+        if cfg.outside_weight == 1.0:
+            r2 = body_field.pose_sample(x, sample, **{k: v[None] for k, v in params.items()})[0] - scan
+            r2 = r2.square().sum(-1)
+        else:  # clothing discounted in the objective and the inliers too
+            posed, rot = LoopPoser(body_field, sample, nb, posedirs_v).pose(x, **params)
+            n_final = BodyField.interp(sample.vids, sample.coef, normals)
+            r2 = clothed_r2(scan - posed, rot, n_final, cfg.outside_weight, cfg.outside_margin_m)
         scale = cfg.robust_b_m if cfg.iters_b else cfg.robust_end_m
         surface = (x - sample.closest).square().sum(-1) if cfg.iters_b else torch.zeros_like(r2)
         final = float((w * (geman_mcclure(r2, scale) + cfg.surface_weight * surface)).sum() + priors())
@@ -324,11 +371,14 @@ def loop_anchor(
     weights: torch.Tensor,
     scale_m: float,
     weight: float,
+    outside_weight: float = 1.0,
+    outside_margin_m: float = 0.01,
 ) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
     """The loop loss of a loop fit's final correspondences as a function of (K, n) parameters -> (K,).
 
     weight * sum_i w_i rho(|W(x_i; theta, beta) + t - p_i|), Geman-McClure with scale_m. For
     `fit_surface(anchor=...)`: it keeps the surface fit near the correspondences' answer (under clothing).
+    With outside_weight < 1 the residuals are `clothed_r2`'s.
     """
     ref = body_field.v_template
     x = result.canon.to(ref.device, ref.dtype)
@@ -336,14 +386,18 @@ def loop_anchor(
     w = weights.to(ref.device, ref.dtype).reshape(-1).clamp_min(0)
     w = w / w.sum() if float(w.sum()) > 0 else torch.full_like(w, 1.0 / max(len(w), 1))
     with torch.no_grad():
-        poser = LoopPoser(body_field, body_field.lookup(x), result.betas.shape[-1])
+        sample = body_field.lookup(x)
+        poser = LoopPoser(body_field, sample, result.betas.shape[-1])
+        normals = vertex_normals(body_field.v_template, body_field.faces)
+        n_canon = BodyField.interp(sample.vids, sample.coef, normals)
 
     def anchor(params: dict[str, torch.Tensor]) -> torch.Tensor:
         K = params["transl"].shape[0]
         out = []
         for k in range(K):  # hypotheses (one when started from a loop fit)
-            posed = poser(x, **{key: params[key][k] for key in PARAM_KEYS})
-            out.append((w * geman_mcclure((posed - scan).square().sum(-1), scale_m)).sum())
+            posed, rot = poser.pose(x, **{key: params[key][k] for key in PARAM_KEYS})
+            r2 = clothed_r2(scan - posed, rot, n_canon, outside_weight, outside_margin_m)
+            out.append((w * geman_mcclure(r2, scale_m)).sum())
         return weight * torch.stack(out)
 
     return anchor

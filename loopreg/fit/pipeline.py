@@ -184,6 +184,9 @@ class FitPlan:
     # (n=32, 0 -> 1.0): clothed 1.34 -> 1.31 cm (its 8 heavy scans -0.75..+0.30), wild 2.41 -> 2.34 (9
     # heavy scans -0.89..+0.65; skirts on bent bodies 7.08 -> 6.28, 6.95 -> 5.73, still failures).
     heavy_anchor: float = 1.0
+    # ... and for those the loop fit runs again with the outward part of its residuals beyond the margin
+    # weighted heavy_loop_outside (loop.clothed_r2; 1: off), from the same start; the anchor uses it too.
+    heavy_loop_outside: float = 0.01
     fallback: str = "auto"
     fallback_inliers: float = 0.6
     fallback_margin: float = 0.3
@@ -272,6 +275,16 @@ def fit_correspondences(
     share = outside_share(loop_body, model.faces, scan, plan.clothed_far_m)
     clothed = share > plan.clothed_share and plan.clothed_outside_weight != 1.0
     heavy = share > plan.heavy_share
+    loop_outside = plan.heavy_loop_outside if heavy else plan.loop.outside_weight
+    if loop_outside != plan.loop.outside_weight:  # heavy clothing: refit the loop, cloth discounted
+        t2 = time.perf_counter()
+        cfg2 = replace(plan.loop, outside_weight=loop_outside)
+        o2, tr2 = corr["extra_init"]
+        loop = fit_loop(model, body_field, scan, corr["corr"], corr["corr_weights"], o2, tr2, cfg2)
+        with torch.no_grad():
+            loop_body = model(**{k: v.reshape(1, -1) for k, v in loop.as_init().items()}).vertices[0]
+        timings["loop_fit"] += time.perf_counter() - t2
+        t = time.perf_counter()
     weight = plan.heavy_outside_weight if heavy else plan.clothed_outside_weight
     surface = replace(plan.surface, outside_weight=weight) if clothed else plan.surface
     layered = float(layering(scan.to(loop_body)).min())
@@ -282,7 +295,10 @@ def fit_correspondences(
     anchor = None
     if anchor_weight > 0:
         weights = corr["corr_weights"]
-        anchor = loop_anchor(body_field, scan, loop, weights, plan.loop.robust_b_m, anchor_weight)
+        anchor = loop_anchor(
+            body_field, scan, loop, weights, plan.loop.robust_b_m, anchor_weight, loop_outside,
+            plan.loop.outside_margin_m,
+        )  # fmt: skip
     init = loop.as_init()
     frozen = torch.zeros(model.num_joints - 1, dtype=torch.bool, device=loop_body.device)
     frozen[[j - 1 for j in plan.loop_joints]] = True
@@ -318,6 +334,7 @@ def fit_correspondences(
         "view_recall": view.recall if view is not None else None,  # single views only
         "layering_m": layered,
         "single_view": partial,
+        "loop_outside_weight": loop_outside,  # heavy clothing: the loop refit's outward discount
         "anchor_weight": anchor_weight,  # the loop fit's loss kept in the surface fit (single view, heavy)
         "frozen_joints": int(frozen.sum()),  # loop_joints included
     }
