@@ -133,6 +133,11 @@ def test_pipeline_fits_a_side_view(model, relaxed):
         e = (fit.vertices - relaxed).norm(dim=-1)
         assert float(e[vis].mean()) < 0.01
         err[share] = float(e[hand].mean())
+        assert info["anchor_weight"] == FitPlan().single_view_anchor and info["loop_outside_weight"] == 1.0
+    # counted as heavy clothing (its own threshold for single views): the heavy anchor and the loop refit
+    _, info = fit_correspondences(model, relaxed[vis], corr, FitPlan(single_view_heavy_share=-1.0))
+    assert info["single_view"] and info["anchor_weight"] == FitPlan().heavy_anchor
+    assert info["loop_outside_weight"] == FitPlan().heavy_loop_outside < 1
     assert err[FitPlan().unseen_share] < 0.3 and err[0.0] > 2 * err[FitPlan().unseen_share], err
 
 

@@ -179,9 +179,10 @@ class FitPlan:
     # partial n=32 V2V mean 0 / 0.2 / 1.0: 2.97 / 2.86 / 3.05 cm (3 failures each); wild's 9 single views
     # 0 -> 0.2: 3.27 -> 3.26 cm.
     single_view_anchor: float = 0.2
-    # ... and for full scans in heavy clothing (over heavy_share of the scan outside the loop-fit body,
-    # below): a chamfer on a loose garment pulls the body into it. Screened with the 2026-11-27 09:35 weights
-    # (n=32, 0 -> 1.0): clothed 1.34 -> 1.31 cm (its 8 heavy scans -0.75..+0.30), wild 2.41 -> 2.34 (9
+    # ... and for scans in heavy clothing (over heavy_share of the scan outside the loop-fit body, below;
+    # single views too, in place of single_view_anchor: partial's 6 heavy scans 22.9 -> 21.6 cm summed,
+    # 3.0: 21.3): a chamfer on a loose garment pulls the body into it. Screened with the 2026-11-27 09:35
+    # weights (n=32, 0 -> 1.0): clothed 1.34 -> 1.31 cm (its 8 heavy scans -0.75..+0.30), wild 2.41 -> 2.34 (9
     # heavy scans -0.89..+0.65; skirts on bent bodies 7.08 -> 6.28, 6.95 -> 5.73, still failures).
     heavy_anchor: float = 1.0
     # ... and for those the loop fit runs again with the outward part of its residuals beyond the margin
@@ -200,6 +201,9 @@ class FitPlan:
     clothed_far_m: float = 0.01
     clothed_outside_weight: float = 0.1
     heavy_share: float = 0.4
+    # A single view's share counts heavy from 0.25: with the loop refit (heavy_loop_outside), partial n=32
+    # V2V 2.71 -> 2.66 cm, each of its 4 scans in 0.25-0.4 better (0.12: 2.64, 3 of 10 more worse; 0: 2.75).
+    single_view_heavy_share: float = 0.25
     heavy_outside_weight: float = 0.01  # 0.03 -> 0.01: clothed n=32 V2V 1.94 -> 1.83 cm (3000 points)
     # Single-view scans: a depth camera sees one surface per ray, so along some direction the scan's points
     # stack in one layer (visibility.layering: mean depth spread per 2 cm cell, the least over 96 directions;
@@ -274,7 +278,9 @@ def fit_correspondences(
         loop_body = model(**{k: v.reshape(1, -1) for k, v in loop.as_init().items()}).vertices[0]
     share = outside_share(loop_body, model.faces, scan, plan.clothed_far_m)
     clothed = share > plan.clothed_share and plan.clothed_outside_weight != 1.0
-    heavy = share > plan.heavy_share
+    layered = float(layering(scan.to(loop_body)).min())
+    partial = layered < plan.single_layer_m
+    heavy = share > (plan.single_view_heavy_share if partial else plan.heavy_share)
     loop_outside = plan.heavy_loop_outside if heavy else plan.loop.outside_weight
     if loop_outside != plan.loop.outside_weight:  # heavy clothing: refit the loop, cloth discounted
         t2 = time.perf_counter()
@@ -287,11 +293,9 @@ def fit_correspondences(
         t = time.perf_counter()
     weight = plan.heavy_outside_weight if heavy else plan.clothed_outside_weight
     surface = replace(plan.surface, outside_weight=weight) if clothed else plan.surface
-    layered = float(layering(scan.to(loop_body)).min())
-    partial = layered < plan.single_layer_m
     view = estimate_view(loop_body, model.faces, scan) if partial else None  # which side the camera saw
     mask = view.visible if partial else None
-    anchor_weight = plan.single_view_anchor if partial else plan.heavy_anchor if heavy else plan.anchor_weight
+    anchor_weight = plan.heavy_anchor if heavy else plan.single_view_anchor if partial else plan.anchor_weight
     anchor = None
     if anchor_weight > 0:
         weights = corr["corr_weights"]
