@@ -16,6 +16,9 @@ Input: scan points p (N,3) in the normalised model frame (metres, y up), a canon
   last lookup. Gradients move x only locally, so every `reassign_every` iterations a correspondence whose
   loop residual is large while its scan point lies on the posed body takes the canonical position of the
   posed body's nearest vertex instead (a wrong network correspondence, e.g. on the other arm).
+- Heavy clothing (`outside_weight` < 1, the pipeline's refit): a garment point's correspondence is its
+  nearest body point, so the cloth's offset along the posed body's outward normal is discounted beyond a
+  margin (`clothed_r2`; the normal is the point's skinning rotation applied to its canonical normal).
 
 Speed: `LoopPoser` gathers the blend shapes and skinning weights at the points once per lookup, so an
 iteration is two mat-vecs and the kinematic chain (~5 ms for 3000 points on one CPU core). Everything runs on
