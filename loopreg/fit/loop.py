@@ -117,16 +117,9 @@ class LoopPoser:
         self.parents = f.parents
         self.eye = torch.eye(3, dtype=f.v_template.dtype, device=f.v_template.device)
 
-    def __call__(
-        self,
-        x: torch.Tensor,
-        betas: torch.Tensor,
-        global_orient: torch.Tensor,
-        body_pose: torch.Tensor,
-        transl: torch.Tensor,
-    ) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, **params: torch.Tensor) -> torch.Tensor:
         """Posed points (N,3) for one parameter set (betas (1,B) or (B,), axis-angles, transl (3,))."""
-        return self.pose(x, betas, global_orient, body_pose, transl)[0]
+        return self.pose(x, **params)[0]
 
     def pose(
         self,
