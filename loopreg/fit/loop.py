@@ -253,8 +253,9 @@ def fit_loop(
         frac = it / max(cfg.iters_a - 1, 1)
         opt.param_groups[0]["lr"] = _schedule(cfg.lr, cfg.lr * cfg.lr_decay, frac)
         posed, rot = poser.pose(canon, **params)
-        r2 = (scan - posed).square().sum(-1)
-        fit_r2 = clothed_r2(scan - posed, rot, n_canon, cfg.outside_weight, cfg.outside_margin_m)
+        residual = scan - posed
+        r2 = residual.square().sum(-1)
+        fit_r2 = clothed_r2(residual, rot, n_canon, cfg.outside_weight, cfg.outside_margin_m)
         scale = _schedule(cfg.robust_start_m, cfg.robust_end_m, frac)
         loss = (w * geman_mcclure(fit_r2, scale)).sum() + priors()
         opt.zero_grad(set_to_none=True)
@@ -294,8 +295,9 @@ def fit_loop(
         opt.param_groups[0]["lr"] = _schedule(cfg.lr_b, cfg.lr_b * cfg.lr_decay, frac)
         opt.param_groups[1]["lr"] = _schedule(cfg.lr_canon, cfg.lr_canon * cfg.lr_decay, frac)
         posed, rot = poser.pose(x, **params)
-        r2 = (scan - posed).square().sum(-1)
-        fit_r2 = clothed_r2(scan - posed, rot, n0, cfg.outside_weight, cfg.outside_margin_m)
+        residual = scan - posed
+        r2 = residual.square().sum(-1)
+        fit_r2 = clothed_r2(residual, rot, n0, cfg.outside_weight, cfg.outside_margin_m)
         data = geman_mcclure(fit_r2, cfg.robust_b_m) + cfg.surface_weight * surface_r2()
         loss = (w * data).sum() + priors()
         opt.zero_grad(set_to_none=True)

@@ -24,7 +24,7 @@ from loopreg.data.normalise import normalise
 from loopreg.data.poses import limit_violation, pose_prior
 from loopreg.data.scan_io import DEFAULT_MAX_VERTICES, Scan, load_scan
 from loopreg.fit import export
-from loopreg.fit.loop import LoopFitConfig, fit_loop, loop_anchor
+from loopreg.fit.loop import LoopFitConfig, LoopFitResult, fit_loop, loop_anchor
 from loopreg.fit.metrics import closest_triangles, distance_summary, point_to_surface
 from loopreg.fit.offsets import fit_offsets
 from loopreg.fit.surface import (
@@ -231,6 +231,12 @@ class FitPlan:
     prior_start: bool = False
 
 
+@torch.no_grad()
+def _posed_vertices(model: BodyModel, fit: LoopFitResult) -> torch.Tensor:
+    """(V,3) the body at a loop fit's parameters."""
+    return model(**{k: v.reshape(1, -1) for k, v in fit.as_init().items()}).vertices[0]
+
+
 def fit_correspondences(
     model: BodyModel,
     scan: torch.Tensor,
@@ -274,8 +280,7 @@ def fit_correspondences(
             loop, corr, orientation = loop2, alternative, "search runner-up (more loop inliers)"
     timings["loop_fit"] = time.perf_counter() - t
     t = time.perf_counter()
-    with torch.no_grad():
-        loop_body = model(**{k: v.reshape(1, -1) for k, v in loop.as_init().items()}).vertices[0]
+    loop_body = _posed_vertices(model, loop)
     share = outside_share(loop_body, model.faces, scan, plan.clothed_far_m)
     clothed = share > plan.clothed_share and plan.clothed_outside_weight != 1.0
     layered = float(layering(scan.to(loop_body)).min())
@@ -287,8 +292,7 @@ def fit_correspondences(
         cfg2 = replace(plan.loop, outside_weight=loop_outside)
         o2, tr2 = corr["extra_init"]
         loop = fit_loop(model, body_field, scan, corr["corr"], corr["corr_weights"], o2, tr2, cfg2)
-        with torch.no_grad():
-            loop_body = model(**{k: v.reshape(1, -1) for k, v in loop.as_init().items()}).vertices[0]
+        loop_body = _posed_vertices(model, loop)
         timings["loop_fit"] += time.perf_counter() - t2
         t = time.perf_counter()
     weight = plan.heavy_outside_weight if heavy else plan.clothed_outside_weight
