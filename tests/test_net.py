@@ -302,25 +302,35 @@ def test_unsure_search_widens_to_ups_all_round():
     assert scores.max() >= WIDEN_BELOW and len(H) == len(up_candidates(body)) * N_YAW
 
 
-def test_dataset_shards_start_at_first_shard_and_follow_the_mix(tmp_path):
+def test_dataset_shards_start_at_first_shard_and_follow_the_mix_and_pose_weights(tmp_path):
+    from loopreg.data.poses import POSE_NAMES
     from loopreg.net.data import DataConfig, ShardDataset, generate_dataset
 
     mix = {"minimal": 0.0, "clothed": 0.0, "partial": 1.0, "wild": 0.0}
-    cfg = DataConfig(n_scans=2, shard_size=2, n_points=600, beta_pool=8, mix=mix, first_shard=7)
+    poses = {name: float(name == "sitting") for name in POSE_NAMES}  # sitting only: hips flexed ~90 deg
+    cfg = DataConfig(n_scans=2, shard_size=2, n_points=600, beta_pool=8, mix=mix, first_shard=7, poses=poses)
     generate_dataset(tmp_path, cfg, workers=1, log=lambda *_: None)
     assert [p.name for p in tmp_path.glob("shard_*.npz")] == ["shard_0007.npz"]
     ds = ShardDataset(tmp_path)
     assert len(ds) == 2 and (ds.suite == list(mix).index("partial")).all()
+    hips = np.load(tmp_path / "shard_0007.npz")["body_pose"].reshape(2, 23, 3)[:, :2, 0]
+    assert (hips < -1.2).all()
     with pytest.raises(ValueError, match="< 1000"):
         generate_dataset(tmp_path, DataConfig(n_scans=40, first_shard=900), workers=1)
 
 
-def test_train_data_rejects_a_bad_mix(tmp_path):
+def test_train_data_rejects_bad_mix_or_pose_weights(tmp_path):
     from loopreg.cli import main
 
-    for mix, msg in (("wild=lots", "not SUITE=WEIGHT"), ("naked=1", "unknown suite")):
+    bad = [
+        ("--mix", "wild=lots", "not NAME=WEIGHT"),
+        ("--mix", "naked=1", "unknown name 'naked'"),
+        ("--poses", "cartwheel=2", "unknown name 'cartwheel'"),
+        ("--poses", "sitting=x", "not NAME=WEIGHT"),
+    ]
+    for option, value, msg in bad:
         with pytest.raises(SystemExit, match=msg):
-            main(["train", "data", "--out", str(tmp_path), "--mix", mix])
+            main(["train", "data", "--out", str(tmp_path), option, value])
     assert not list(tmp_path.iterdir())  # nothing written
 
 

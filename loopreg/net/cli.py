@@ -24,19 +24,28 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def _weights(option: str, text: str | None, names: list[str] | tuple[str, ...]) -> dict[str, float]:
+    """NAME=WEIGHT,... over `names`; unlisted names keep weight 1 (the caller's defaults override)."""
+    out: dict[str, float] = {}
+    for item in text.split(",") if text else []:
+        name, _, weight = item.partition("=")
+        if name not in names:
+            raise SystemExit(f"{option}: unknown name {name!r} (one of {', '.join(names)})")
+        try:
+            out[name] = float(weight)
+        except ValueError:
+            raise SystemExit(f"{option}: {item!r} is not NAME=WEIGHT with a number") from None
+    return out
+
+
 def _cmd_data(args: argparse.Namespace) -> int:
+    from loopreg.data.poses import POSE_NAMES
     from loopreg.net.data import DataConfig, generate_dataset
 
     mix = dict(DataConfig().mix)
-    for item in args.mix.split(",") if args.mix else []:
-        name, _, weight = item.partition("=")
-        if name not in mix:
-            raise SystemExit(f"--mix: unknown suite {name!r} (one of {', '.join(mix)})")
-        try:
-            mix[name] = float(weight)
-        except ValueError:
-            raise SystemExit(f"--mix: {item!r} is not SUITE=WEIGHT with a number") from None
-    cfg = DataConfig(n_scans=args.n, n_points=args.points, mix=mix, first_shard=args.first_shard)
+    mix.update(_weights("--mix", args.mix, list(mix)))
+    poses = _weights("--poses", args.poses, POSE_NAMES) or None
+    cfg = DataConfig(n_scans=args.n, n_points=args.points, mix=mix, first_shard=args.first_shard, poses=poses)
     try:
         generate_dataset(Path(args.out), cfg, args.workers, _log)
     except ValueError as exc:
@@ -110,6 +119,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", type=int, default=6000, help="points kept per scan")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--mix", help="suite weights, e.g. minimal=0.1,wild=0.3 (others keep their defaults)")
+    p.add_argument("--poses", help="library pose weights, e.g. bending_forward=3,sitting=2 (others weigh 1)")
     p.add_argument(
         "--first-shard",
         type=int,

@@ -36,6 +36,7 @@ class DataConfig:
     beta_pool: int = 2000
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     first_shard: int = 0  # shard index = seed offset: new scans start past an earlier dataset's shards
+    poses: dict[str, float] | None = None  # library pose weights (unlisted weigh 1); None: uniform
 
 
 def label_points(
@@ -52,6 +53,18 @@ def label_points(
     return part.astype(np.int64), canon.astype(np.float32), dist
 
 
+def pose_weights(weights: dict[str, float] | None) -> list[float] | None:
+    """One weight per library pose (POSE_NAMES order; unlisted weigh 1), or None for uniform."""
+    from loopreg.data.poses import POSE_NAMES
+
+    if not weights:
+        return None
+    unknown = set(weights) - set(POSE_NAMES)
+    if unknown:
+        raise ValueError(f"unknown poses {sorted(unknown)}; known: {', '.join(POSE_NAMES)}")
+    return [float(weights.get(name, 1.0)) for name in POSE_NAMES]
+
+
 def subsample(points: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """n points (without replacement when there are enough)."""
     return points[rng.choice(len(points), size=n, replace=len(points) < n)]
@@ -65,7 +78,7 @@ def make_shard(shard: int, cfg: DataConfig, betas_pool: np.ndarray, out: Path) -
     torch.set_num_threads(1)
     model = BodyModel.load()
     n = cfg.shard_size
-    poses = sample_poses(n, POSE_SEED + shard)
+    poses = sample_poses(n, POSE_SEED + shard, weights=pose_weights(cfg.poses))
     gen = np.random.default_rng([BETA_SEED, shard])
     betas = torch.as_tensor(betas_pool[gen.integers(len(betas_pool), size=n)])
     with torch.no_grad():
