@@ -50,7 +50,8 @@ def cli() -> None:
         path = CACHE_DIR / "net" / f"eval_{name}_{suite}.json"
         run("train", "eval", "--weights", out, "--suite", suite, "--n", str(a.eval_n), "--seed", "1000",
             "--json", str(path))  # fmt: skip
-        metrics[f"{suite}_n{a.eval_n}_seed1000"] = json.loads(path.read_text())
+        result = json.loads(path.read_text())
+        metrics[f"{suite}_n{a.eval_n}_seed1000"] = {k: v for k, v in result.items() if k != "per_scan"}
     if not a.no_ship:
         path = CACHE_DIR / "net" / f"metrics_{name}.json"
         path.write_text(json.dumps(metrics, indent=1))

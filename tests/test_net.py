@@ -304,7 +304,7 @@ def test_unsure_search_widens_to_ups_all_round():
 
 def test_dataset_shards_start_at_first_shard_and_follow_the_mix_and_pose_weights(tmp_path):
     from loopreg.data.poses import POSE_NAMES
-    from loopreg.net.data import DataConfig, ShardDataset, generate_dataset
+    from loopreg.net.data import DataConfig, ShardDataset, generate_dataset, pack_shards
 
     mix = {"minimal": 0.0, "clothed": 0.0, "partial": 1.0, "wild": 0.0}
     poses = {name: float(name == "sitting") for name in POSE_NAMES}  # sitting only: hips flexed ~90 deg
@@ -315,6 +315,9 @@ def test_dataset_shards_start_at_first_shard_and_follow_the_mix_and_pose_weights
     assert len(ds) == 2 and (ds.suite == list(mix).index("partial")).all()
     hips = np.load(tmp_path / "shard_0007.npz")["body_pose"].reshape(2, 23, 3)[:, :2, 0]
     assert (hips < -1.2).all()
+    packed = pack_shards(tmp_path, tmp_path / "pack", n_points=300)  # float16, fewer points
+    assert ShardDataset(packed).points.shape == (2, 300, 3)
+    assert not list(pack_shards(tmp_path, tmp_path / "none", every=2, offset=1).iterdir())  # [1::2]: none
     with pytest.raises(ValueError, match="< 1000"):
         generate_dataset(tmp_path, DataConfig(n_scans=40, first_shard=900), workers=1)
 

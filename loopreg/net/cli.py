@@ -56,7 +56,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_pack(args: argparse.Namespace) -> int:
     from loopreg.net.data import pack_shards
 
-    print(pack_shards(Path(args.data), Path(args.out), args.points))
+    print(pack_shards(Path(args.data), Path(args.out), args.points, args.every, args.offset))
     return 0
 
 
@@ -93,7 +93,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     res = evaluate_suite(
         Path(args.weights), args.suite, args.n, args.seed, Path(args.data) if args.data else None, args.passes
     )
-    print(json.dumps(res, indent=1))
+    print(json.dumps({k: v for k, v in res.items() if k != "per_scan"}, indent=1))  # per scan: --json
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return 0
@@ -132,6 +132,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--out", default=str(CACHE_DIR / "net" / "pack"))
     p.add_argument("--points", type=int, default=4096)
+    p.add_argument("--every", type=int, default=1, help="keep every k-th shard (name order) ...")
+    p.add_argument("--offset", type=int, default=0, help="... from this one (a subset to mix in)")
     p.set_defaults(func=_cmd_pack)
 
     p = tsub.add_parser("warmup", help="supervised warm start on the cached synthetic scans")

@@ -143,11 +143,12 @@ def generate_dataset(out: Path, cfg: DataConfig, workers: int = 2, log=print) ->
     return out
 
 
-def pack_shards(src: Path, dst: Path, n_points: int = 4096) -> Path:
-    """A compact copy of a dataset (float16, fewer points per scan), e.g. to carry to another machine."""
+def pack_shards(src: Path, dst: Path, n_points: int = 4096, every: int = 1, offset: int = 0) -> Path:
+    """A compact copy of a dataset (float16, fewer points per scan), e.g. to carry to another machine.
+    every/offset keep the shards [offset::every] (in name order): a subset to mix into another pack."""
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    for f in sorted(Path(src).glob("shard_*.npz")):
+    for f in sorted(Path(src).glob("shard_*.npz"))[offset::every]:
         with np.load(f) as z:
             np.savez(dst / f.name, points=z["points"][:, :n_points].astype(np.float16),
                      canon=z["canon"][:, :n_points].astype(np.float16), parts=z["parts"][:, :n_points],

@@ -61,7 +61,7 @@ def evaluate_scans(
 
     model = BodyModel.load()
     index = json.loads((suite_dir / "index.json").read_text())
-    acc, errs, times, orient = [], [], [], []
+    acc, errs, times, orient, per_scan = [], [], [], [], []
     for item in index["items"][:max_scans]:  # one scan per iteration; each step is vectorised
         pts = load_scan(suite_dir / item["scan"]).points
         rng = np.random.default_rng(0)
@@ -74,6 +74,9 @@ def evaluate_scans(
         acc.append(float((pred.parts == part).mean()))
         errs.append(np.linalg.norm(pred.canon - canon, axis=1) * 100)
         orient.append(rotation_error_deg(pred.axes, gt_axes(gt)))
+        per_scan.append({"id": item["id"], "part_accuracy": round(acc[-1], 4),
+                         "corr_err_cm_mean": round(float(errs[-1].mean()), 2),
+                         "orientation_err_deg": round(orient[-1], 1)})  # fmt: skip
     e, o = np.concatenate(errs), np.array(orient)
     return {
         "n": len(acc),
@@ -87,6 +90,7 @@ def evaluate_scans(
         "points_per_scan": EVAL_POINTS,
         "passes": passes,
         "threads": torch.get_num_threads(),
+        "per_scan": per_scan,  # which scans carry the mean
     }
 
 

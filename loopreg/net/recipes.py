@@ -6,7 +6,9 @@ last step writes the shipped weights (their file stem is the manifest key).
 
 gpu (corrnet.pt): a warm start on 1400 scans (7750 steps x 32 from lr 2e-3), then a second cycle from
 those weights on 1600 new scans (training shards 100-139, partial and wild weighted up), 5500 steps x 32
-from lr 1e-3. Each cycle is ~6-8 min on one H100; the scans take ~30 + ~22 min on a 2-core CPU.
+from lr 1e-3, then a third on 1200 new scans biased to bent poses (shards 200-229: bending forward x4,
+sitting, squatting, knee raised, reaching x2, ...) plus 400 of the second cycle's, 5000 steps x 32 from
+lr 1e-3. Each cycle is ~5-8 min on one H100/H200; the scans take ~30 + ~22 + ~17 min on a 2-core CPU.
 cpu (corrnet_cpu.pt): 520 scans, two cosine cycles of 1200 steps x 8 on a 2-core CPU (~16 min data and
 2 x ~33 min training).
 """
@@ -15,6 +17,10 @@ from __future__ import annotations
 
 NET = ".cache/net"
 MORE_MIX = "minimal=0.1,clothed=0.3,partial=0.3,wild=0.3"
+BENT_MIX = "minimal=0.05,clothed=0.35,partial=0.25,wild=0.35"
+BENT_POSES = (
+    "bending_forward=4,sitting=2,squatting=2,knee_raised=2,reaching=2,crossed_arms=1.5,hands_on_hips=1.5"
+)
 GPU = ("--batch", "32", "--device", "cuda", "--threads", "7")
 
 RECIPES: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -26,8 +32,15 @@ RECIPES: dict[str, tuple[tuple[str, ...], ...]] = {
         ("train", "data", "--out", f"{NET}/data_more", "--n", "1600", "--first-shard", "100",
          "--mix", MORE_MIX),
         ("train", "pack", "--data", f"{NET}/data_more", "--out", f"{NET}/pack_more", "--points", "2304"),
-        ("train", "warmup", "--data", f"{NET}/pack_more", "--out", "model_store/weights/corrnet.pt",
+        ("train", "warmup", "--data", f"{NET}/pack_more", "--out", f"{NET}/gpu_more.pt",
          "--init", f"{NET}/gpu_base.pt", "--steps", "5500", "--lr", "1e-3", *GPU),
+        ("train", "data", "--out", f"{NET}/data_bent", "--n", "1200", "--first-shard", "200",
+         "--mix", BENT_MIX, "--poses", BENT_POSES),
+        ("train", "pack", "--data", f"{NET}/data_bent", "--out", f"{NET}/pack_bent", "--points", "2304"),
+        ("train", "pack", "--data", f"{NET}/data_more", "--out", f"{NET}/pack_bent", "--points", "2304",
+         "--every", "4", "--offset", "2"),
+        ("train", "warmup", "--data", f"{NET}/pack_bent", "--out", "model_store/weights/corrnet.pt",
+         "--init", f"{NET}/gpu_more.pt", "--steps", "5000", "--lr", "1e-3", *GPU),
     ),
     "cpu": (
         ("train", "data", "--out", f"{NET}/data", "--n", "520"),
