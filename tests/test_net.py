@@ -324,12 +324,15 @@ def test_dataset_shards_start_at_first_shard_and_follow_the_mix_and_pose_weights
 
 def test_train_data_rejects_bad_mix_or_pose_weights(tmp_path):
     from loopreg.cli import main
+    from loopreg.data.poses import POSE_NAMES
 
     bad = [
         ("--mix", "wild=lots", "not NAME=WEIGHT"),
         ("--mix", "naked=1", "unknown name 'naked'"),
         ("--poses", "cartwheel=2", "unknown name 'cartwheel'"),
         ("--poses", "sitting=x", "not NAME=WEIGHT"),
+        ("--poses", "sitting=-1", "must be >= 0"),
+        ("--poses", ",".join(f"{name}=0" for name in POSE_NAMES), "not all 0"),
     ]
     for option, value, msg in bad:
         with pytest.raises(SystemExit, match=msg):

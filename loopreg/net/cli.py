@@ -35,6 +35,8 @@ def _weights(option: str, text: str | None, names: list[str] | tuple[str, ...]) 
             out[name] = float(weight)
         except ValueError:
             raise SystemExit(f"{option}: {item!r} is not NAME=WEIGHT with a number") from None
+        if not out[name] >= 0:
+            raise SystemExit(f"{option}: {item!r}: weights must be >= 0")
     return out
 
 
@@ -56,6 +58,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_pack(args: argparse.Namespace) -> int:
     from loopreg.net.data import pack_shards
 
+    if args.every < 1 or args.offset < 0:
+        raise SystemExit("loopreg train pack: --every must be >= 1 and --offset >= 0")
     print(pack_shards(Path(args.data), Path(args.out), args.points, args.every, args.offset))
     return 0
 

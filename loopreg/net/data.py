@@ -62,7 +62,10 @@ def pose_weights(weights: dict[str, float] | None) -> list[float] | None:
     unknown = set(weights) - set(POSE_NAMES)
     if unknown:
         raise ValueError(f"unknown poses {sorted(unknown)}; known: {', '.join(POSE_NAMES)}")
-    return [float(weights.get(name, 1.0)) for name in POSE_NAMES]
+    out = [float(weights.get(name, 1.0)) for name in POSE_NAMES]
+    if min(out) < 0 or sum(out) <= 0:
+        raise ValueError("pose weights must be >= 0 and not all 0")
+    return out
 
 
 def subsample(points: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -115,6 +118,7 @@ def _worker(args: tuple) -> str:
 
 def generate_dataset(out: Path, cfg: DataConfig, workers: int = 2, log=print) -> Path:
     """Write all shards of the dataset (skipping those already there); resumable."""
+    pose_weights(cfg.poses)  # bad weights fail here, before anything is written, not in the workers
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({**asdict(cfg), "seeds": {

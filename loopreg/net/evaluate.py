@@ -36,6 +36,12 @@ def rotation_error_deg(A: np.ndarray, B: np.ndarray) -> float:
 
 def gt_labels(model, gt: dict, points_scan: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """GT part and canonical point of scan-frame points from a gt.json dict."""
+    part, canon, _ = gt_labels_and_distance(model, gt, points_scan)
+    return part, canon
+
+
+def gt_labels_and_distance(model, gt: dict, points_scan: np.ndarray) -> tuple[np.ndarray, ...]:
+    """gt_labels and each point's distance (model-frame metres) to the GT body surface."""
     from loopreg.data.scanner import similarity_inverse
 
     inv = similarity_inverse(np.asarray(gt["to_scan"], dtype=np.float64))
@@ -46,8 +52,7 @@ def gt_labels(model, gt: dict, points_scan: np.ndarray) -> tuple[np.ndarray, np.
                     transl=torch.tensor([gt["transl"]]))  # fmt: skip
     v = out.vertices[0].numpy().astype(np.float64)
     template = model.v_template.numpy().astype(np.float64)
-    part, canon, _ = label_points(pts, v, model.faces.numpy(), model.parts.numpy(), template)
-    return part, canon
+    return label_points(pts, v, model.faces.numpy(), model.parts.numpy(), template)
 
 
 def evaluate_scans(
