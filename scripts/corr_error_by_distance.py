@@ -9,7 +9,6 @@ its share of the points, its mean error and what it adds to the overall mean. Re
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -17,10 +16,9 @@ import numpy as np
 import torch
 
 from loopreg.body import BodyModel
-from loopreg.data.scan_io import load_scan
 from loopreg.net import load_corrnet
 from loopreg.net.correspond import predict
-from loopreg.net.evaluate import EVAL_POINTS, gt_labels_and_distance
+from loopreg.net.evaluate import eval_scans, gt_labels_and_distance
 from loopreg.net.train import load_weights
 
 BANDS_CM = ((0, 2), (2, 5), (5, 10), (10, 20), (20, 40), (40, np.inf))
@@ -34,11 +32,7 @@ def main() -> None:
     net = load_weights(sys.argv[2], "cpu") if len(sys.argv) > 2 else load_corrnet("cpu")
     model = BodyModel.load()
     errors, dists = [], []
-    for item in json.loads((suite / "index.json").read_text())["items"]:  # one scan per iteration
-        pts = load_scan(suite / item["scan"]).points
-        rng = np.random.default_rng(0)  # as evaluate_scans
-        pts = pts[rng.choice(len(pts), size=min(EVAL_POINTS, len(pts)), replace=False)]
-        gt = json.loads((suite / item["gt"]).read_text())
+    for _, pts, gt in eval_scans(suite):  # the points `loopreg train eval` draws
         _, canon, dist = gt_labels_and_distance(model, gt, pts)
         errors.append(np.linalg.norm(predict(net, pts).canon - canon, axis=1) * 100)
         dists.append(np.asarray(dist) * 100)

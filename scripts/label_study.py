@@ -11,7 +11,6 @@ winning part's regressions (what `CorrNet.predict_oriented` ships). A diagnostic
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -20,10 +19,9 @@ import torch
 from scipy.spatial import cKDTree
 
 from loopreg.body import BodyModel
-from loopreg.data.scan_io import load_scan
 from loopreg.net import load_corrnet
 from loopreg.net.correspond import predict_axes
-from loopreg.net.evaluate import EVAL_POINTS, gt_axes, gt_labels, rotation_error_deg
+from loopreg.net.evaluate import eval_scans, gt_axes, gt_labels, rotation_error_deg
 from loopreg.net.orient import search
 
 
@@ -32,13 +30,9 @@ def main() -> None:
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 32
     passes = int(sys.argv[3]) if len(sys.argv) > 3 else 4
     torch.set_num_threads(1)
-    items = json.loads((suite / "index.json").read_text())["items"][:n]
     model, net = BodyModel.load(), load_corrnet().eval()
     rows: dict[str, list[tuple[float, float, float, float]]] = {}
-    for item in items:  # one scan per iteration; each step is vectorised
-        gt = json.loads((suite / item["gt"]).read_text())
-        pts = load_scan(suite / item["scan"]).points
-        pts = pts[np.random.default_rng(0).choice(len(pts), size=min(EVAL_POINTS, len(pts)), replace=False)]
+    for _, pts, gt in eval_scans(suite, n):  # one scan per iteration; each step is vectorised
         part, canon = gt_labels(model, gt, pts)
         A = gt_axes(gt)
         axes0, _, _ = search(net, pts)
@@ -71,7 +65,7 @@ def main() -> None:
                 ((p == part).mean(), np.median(err), err.mean(), rotation_error_deg(ax, A))
             )
     head = "part accuracy / canonical error median, mean cm / orientation deg"
-    print(f"{suite.name}, first {len(items)} scans: {head}")
+    print(f"{suite.name}, first {len(next(iter(rows.values())))} scans: {head}")
     for name, r in rows.items():
         a = np.array(r)
         acc, err = f"{a[:, 0].mean():.2%}", f"{np.median(a[:, 1]):.2f}, {a[:, 2].mean():.2f}"

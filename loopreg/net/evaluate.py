@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,23 +56,30 @@ def gt_labels_and_distance(model, gt: dict, points_scan: np.ndarray) -> tuple[np
     return label_points(pts, v, model.faces.numpy(), model.parts.numpy(), template)
 
 
+def eval_scans(suite_dir: Path, max_scans: int | None = None) -> Iterator[tuple[dict, np.ndarray, dict]]:
+    """Each scan of a suite as every evaluation draws it: (index item, up to EVAL_POINTS scan points picked
+    with seed 0, its gt.json)."""
+    from loopreg.data.scan_io import load_scan
+
+    index = json.loads((suite_dir / "index.json").read_text())
+    for item in index["items"][:max_scans]:  # one scan per iteration
+        pts = load_scan(suite_dir / item["scan"]).points
+        rng = np.random.default_rng(0)
+        pts = pts[rng.choice(len(pts), size=min(EVAL_POINTS, len(pts)), replace=False)]
+        yield item, pts, json.loads((suite_dir / item["gt"]).read_text())
+
+
 def evaluate_scans(
     net: CorrNet, suite_dir: Path, max_scans: int | None = None, passes: int | None = None
 ) -> dict:
     from loopreg.body import BodyModel
-    from loopreg.data.scan_io import load_scan
     from loopreg.net.correspond import PASSES, predict
 
     passes = PASSES if passes is None else passes
 
     model = BodyModel.load()
-    index = json.loads((suite_dir / "index.json").read_text())
     acc, errs, times, orient, per_scan = [], [], [], [], []
-    for item in index["items"][:max_scans]:  # one scan per iteration; each step is vectorised
-        pts = load_scan(suite_dir / item["scan"]).points
-        rng = np.random.default_rng(0)
-        pts = pts[rng.choice(len(pts), size=min(EVAL_POINTS, len(pts)), replace=False)]
-        gt = json.loads((suite_dir / item["gt"]).read_text())
+    for item, pts, gt in eval_scans(suite_dir, max_scans):  # each step is vectorised
         part, canon = gt_labels(model, gt, pts)
         t = time.perf_counter()
         pred = predict(net, pts, passes=passes)
