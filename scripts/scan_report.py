@@ -2,7 +2,7 @@
 
     python scripts/scan_report.py SUITE_DIR all|I,J,...|A-B [THREADS]  # e.g. .cache/bench/wild_n32_s1000 0-16
     PLAN='{"heavy_anchor": 0.2}' python scripts/scan_report.py ...   # FitPlan fields other than the default
-    LOOP_OW=0.01 python scripts/scan_report.py ...                    # LoopFitConfig.outside_weight (all)
+    LOOP='{"prior": "gaussian"}' python scripts/scan_report.py ...    # LoopFitConfig fields (all loop fits)
     PER_PART=1 python scripts/scan_report.py ...                      # + V2V per body part (cm)
 
 Prints per scan: id, kind, pose name, the scan's transform record; the orientation search's runner-up margin;
@@ -47,8 +47,7 @@ def main() -> None:
     items = json.loads((suite / "index.json").read_text())["items"]
     model = pipeline.get_model(None, torch.device("cpu"))
     plan = pipeline.FitPlan(**json.loads(os.environ.get("PLAN", "{}")))
-    if os.environ.get("LOOP_OW"):
-        plan.loop = replace(plan.loop, outside_weight=float(os.environ["LOOP_OW"]))
+    plan.loop = replace(plan.loop, **json.loads(os.environ.get("LOOP", "{}")))
     correspondences, surface_fit = pipeline.correspondences, pipeline.fit_surface
     loop_start: dict[str, torch.Tensor] = {}
 

@@ -23,7 +23,7 @@ from functools import cache
 
 import torch
 
-from loopreg.body.data import SMPL_JOINT_NAMES
+from loopreg.body.data import SMPL_JOINT_NAMES, SMPL_PARENTS
 
 BODY_JOINT_NAMES: tuple[str, ...] = SMPL_JOINT_NAMES[1:]  # body_pose order (23 joints)
 NUM_BODY_JOINTS = len(BODY_JOINT_NAMES)
@@ -393,3 +393,83 @@ def pose_prior(n: int = 8192, seed: int = 0, min_std_deg: float = 10.0) -> PoseP
     angles = pose_to_angles(sample_poses(n, seed).body_pose.double())
     std = angles.std(0).clamp_min(math.radians(min_std_deg))
     return PosePrior(mean=angles.median(0).values.float(), std=std.float())
+
+
+@dataclass(frozen=True)
+class PoseMixture:
+    """The pose sampler as a Gaussian mixture over joint angles: one component per library pose and its
+    mirror image, each with the sampler's perturbation std (floored at min_std_deg). Unlike `PosePrior`'s
+    one broad Gaussian it knows which poses go together: a partial scan's seen arm and legs pick a
+    component, which places the hidden arm (SMPLify's GMM prior, fitted to mocap, plays the same part).
+    Its poses are the sampler's, i.e. the synthetic suites' own: on real scans a hidden limb goes to the
+    nearest library pose's, the seen joints staying with the data."""
+
+    means: torch.Tensor  # (K,23,3) joint angles, radians
+    stds: torch.Tensor  # (K,23,3) radians
+    names: tuple[str, ...]  # library pose of each component ("~" prefix: mirrored)
+
+    def log_likelihoods(self, body_pose: torch.Tensor, joints: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-component Gaussian log-density (up to a constant) of the joint angles: (...,69) -> (...,K).
+        `joints` (23,) bool: count only these joints (e.g. those the scan sees)."""
+        a = pose_to_angles(body_pose)[..., None, :, :]  # (...,1,23,3)
+        mean, std = self.means.to(a), self.stds.to(a)
+        terms = -0.5 * ((a - mean) / std).square() - std.log()  # (...,K,23,3)
+        if joints is not None:
+            terms = terms * joints.to(terms)[:, None]
+        return terms.sum((-2, -1))
+
+    def cost(self, body_pose: torch.Tensor) -> torch.Tensor:
+        """-2 log-likelihood up to a constant (about the squared z-scores of the nearest component):
+        (...,69) -> (...)."""
+        return -2.0 * torch.logsumexp(self.log_likelihoods(body_pose), -1)
+
+    def nearest(self, body_pose: torch.Tensor, joints: torch.Tensor) -> int:
+        """The component whose mean is nearest (69,) body_pose on `joints` (23,) bool, comparing each joint's
+        rotation relative to the pelvis (`chain_rotations`): a fit may split a bend between joints (collar
+        and shoulder, the spine's three) that one component's angles put in one of them."""
+        with torch.no_grad():
+            g = chain_rotations(body_pose.detach().float().cpu().reshape(1, -1))  # (1,23,3,3)
+            gk = chain_rotations(angles_to_pose(self.means))  # (K,23,3,3)
+            cos = ((torch.einsum("kjab,kjab->kj", g.expand_as(gk), gk) - 1) / 2).clamp(-1, 1)
+            d2 = torch.arccos(cos).square() * joints.cpu().float()
+            return int(d2.sum(1).argmin())
+
+    def complete(
+        self, body_pose: torch.Tensor, seen: torch.Tensor, fill: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(69,) body_pose with the joints `fill` (23,) bool (default: those not `seen`) set to the
+        component `nearest` on the `seen` (23,) bool ones (its mean angles); the others keep theirs."""
+        k = self.nearest(body_pose, seen)
+        fill = ~seen if fill is None else fill
+        out = _as_joints(body_pose).clone()
+        mean = _as_joints(angles_to_pose(self.means[k]).to(body_pose))
+        out[fill.to(out.device)] = mean[fill.to(out.device)]
+        return out.reshape(body_pose.shape)
+
+
+def chain_rotations(body_pose: torch.Tensor) -> torch.Tensor:
+    """(B,69) axis-angle -> (B,23,3,3): each body joint's rotation relative to the pelvis (the product of
+    the local rotations from the pelvis down to it)."""
+    from smplx.lbs import batch_rodrigues
+
+    B = body_pose.shape[0]
+    local = batch_rodrigues(body_pose.reshape(-1, 3)).reshape(B, NUM_BODY_JOINTS, 3, 3)
+    out: list[torch.Tensor] = []
+    for j in range(NUM_BODY_JOINTS):  # 23 joints, parents first
+        parent = SMPL_PARENTS[j + 1] - 1
+        out.append(local[:, j] if parent < 0 else out[parent] @ local[:, j])
+    return torch.stack(out, 1)
+
+
+@cache
+def pose_mixture(min_std_deg: float = 8.0) -> PoseMixture:
+    """The mixture of the whole library (see PoseMixture); built once."""
+    means, stds, names = [], [], []
+    for p in POSE_LIBRARY.values():
+        std = (p.noise * PERTURB_STD).clamp_min(math.radians(min_std_deg))
+        mean = clamp_angles(p.angles)
+        means.append(mean), stds.append(std), names.append(p.name)
+        mirrored = clamp_angles(mirror_pose(mean))
+        if not torch.allclose(mirrored, mean):
+            means.append(mirrored), stds.append(std[list(MIRROR_PERM)]), names.append("~" + p.name)
+    return PoseMixture(means=torch.stack(means), stds=torch.stack(stds), names=tuple(names))

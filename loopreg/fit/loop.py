@@ -6,9 +6,9 @@ Input: scan points p (N,3) in the normalised model frame (metres, y up), a canon
 
 - Stage A, fixed correspondences: one field lookup at x, reused; minimise the weighted Geman-McClure loop
   loss rho(|W(x; theta, beta) + t - p|) (its scale shrinks over the iterations) + a pose prior (joint-limit
-  violation and `poses.pose_prior`, a Gaussian on the joint angles of the pose sampler: joints without data
-  drift towards a likely pose, not the T-pose) + a shape prior |beta|^2. Rigid (global_orient, transl)
-  first, then all.
+  violation and `poses.pose_mixture`, the pose sampler's Gaussian mixture on the joint angles: joints without
+  data drift towards the library pose that the seen joints match, not the T-pose) + a shape prior |beta|^2.
+  Rigid (global_orient, transl) first, then all.
 - Stage B, free correspondences (LoopReg's test-time refinement): x becomes a variable too, with a term
   |x - closest(x)|^2 that keeps it on the canonical surface; theta, beta, t continue. The field is looked up
   again every `relookup_every` iterations; in between, closest(x) is linearised (it slides with x along the
@@ -38,7 +38,7 @@ from smplx.lbs import batch_rigid_transform, batch_rodrigues
 from loopreg.body import BodyModel
 from loopreg.body.field import BodyField, FieldSample
 from loopreg.body.model import PARAM_KEYS, HasParams
-from loopreg.data.poses import limit_violation, pose_prior
+from loopreg.data.poses import limit_violation, pose_mixture, pose_prior
 from loopreg.fit.offsets import vertex_normals
 
 Progress = Callable[[str, float], None]
@@ -58,7 +58,10 @@ class LoopFitConfig:
     robust_b_m: float = 0.05  # stage B
     limit_weight: float = 1e-3  # limit_violation(body_pose) (rad^2)
     pose_weight: float = 0.0  # |body_pose|^2 (rad^2): a pull to the T-pose (off: the prior replaces it)
-    prior_weight: float = 1e-7  # poses.pose_prior cost (squared z-scores of the joint angles)
+    prior_weight: float = 1e-7  # the pose prior's cost (~ squared z-scores of the joint angles)
+    # "mixture": poses.pose_mixture (the library's poses: seen joints pick the pose, hidden ones follow);
+    # "gaussian": poses.pose_prior (one broad Gaussian: hidden joints go to the median pose).
+    prior: str = "mixture"
     start_at_prior: bool = False  # body_pose starts at the prior's median pose (else the T-pose)
     shape_weight: float = 1e-6  # |betas|^2
     surface_weight: float = 10.0  # stage B: |x - closest(x)|^2 relative to the squared loop residual
@@ -215,9 +218,11 @@ def fit_loop(
         "body_pose": torch.zeros(69, device=dev, dtype=dt),
         "transl": transl.to(dev, dt).reshape(3).clone(),
     }
-    prior = pose_prior()
+    if cfg.prior not in ("mixture", "gaussian"):
+        raise ValueError(f"prior must be mixture or gaussian, not {cfg.prior!r}")
+    prior = pose_mixture() if cfg.prior == "mixture" else pose_prior()
     if cfg.start_at_prior:
-        params["body_pose"] = prior.body_pose.to(dev, dt)
+        params["body_pose"] = pose_prior().body_pose.to(dev, dt)
     for p in params.values():
         p.requires_grad_(True)
     posedirs_v = posedirs_by_vertex(body_field)

@@ -21,7 +21,7 @@ import torch
 from loopreg.body import BodyModel
 from loopreg.body.parts import PART_NAMES
 from loopreg.data.normalise import normalise
-from loopreg.data.poses import limit_violation, pose_prior
+from loopreg.data.poses import limit_violation, pose_mixture, pose_prior
 from loopreg.data.scan_io import DEFAULT_MAX_VERTICES, Scan, load_scan
 from loopreg.fit import export
 from loopreg.fit.loop import LoopFitConfig, LoopFitResult, fit_loop, loop_anchor
@@ -217,9 +217,12 @@ class FitPlan:
     # the loop fit's pose in the surface fit (surface.joint_support; 0: off). Not on full scans: there a
     # part without points near the loop-fit body is one the loop fit misplaced, for the surface fit to mend.
     unseen_share: float = 0.03
-    # ... and those with under empty_share (nothing but strays) start the surface fit from the pose prior's
-    # median pose: partial n=32 V2V 3.60 -> 3.52 cm (0.01: 3.55; all unseen joints, 0.03: ~4.1), wild's 9
-    # single views: 0020 6.4 -> 2.9 cm, 0008 5.6 -> 5.0 (/tmp/diag/cfg.py, one thread).
+    # ... and those with under empty_share (nothing but strays) start the surface fit from the pose prior:
+    # the one-Gaussian prior's median pose (loop.prior "gaussian"): partial n=32 V2V 3.60 -> 3.52 cm (0.01:
+    # 3.55; all unseen joints, 0.03: ~4.1), wild's 9 single views: 0020 6.4 -> 2.9 cm, 0008 5.6 -> 5.0
+    # (/tmp/diag/cfg.py, one thread); now the mixture's library pose nearest the seen joints
+    # (`PoseMixture.complete`; screened 2026-11-27 with the third-cycle weights: partial 2.53 -> 2.38 cm
+    # together with the mixture in the loop fit; 0.03, all unseen joints filled: 2.36, 15 of 32 worse).
     empty_share: float = 0.003
     # SMPL joints the surface fit leaves at the loop fit's pose: the ankles. A chamfer cannot tell a foot's
     # angle inside a shoe (sole, toe box); measured (6000 points): clothed V2V 1.64 -> 1.57 cm (first 16 of
@@ -314,9 +317,13 @@ def fit_correspondences(
         support = joint_support(model, loop_body, scan)
         frozen |= support < plan.unseen_share
         empty = support < plan.empty_share
-        pose = init["body_pose"].reshape(-1, 3).clone()
-        pose[empty] = pose_prior().body_pose.reshape(-1, 3).to(pose)[empty]
-        init["body_pose"] = pose.reshape(-1)
+        if plan.loop.prior == "mixture":  # the library pose the seen joints match
+            seen = support >= plan.unseen_share
+            init["body_pose"] = pose_mixture().complete(init["body_pose"], seen, empty)
+        else:
+            pose = init["body_pose"].reshape(-1, 3).clone()
+            pose[empty] = pose_prior().body_pose.reshape(-1, 3).to(pose)[empty]
+            init["body_pose"] = pose.reshape(-1)
     fit = fit_surface(
         model,
         scan,
