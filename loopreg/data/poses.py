@@ -408,15 +408,11 @@ class PoseMixture:
     stds: torch.Tensor  # (K,23,3) radians
     names: tuple[str, ...]  # library pose of each component ("~" prefix: mirrored)
 
-    def log_likelihoods(self, body_pose: torch.Tensor, joints: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-component Gaussian log-density (up to a constant) of the joint angles: (...,69) -> (...,K).
-        `joints` (23,) bool: count only these joints (e.g. those the scan sees)."""
+    def log_likelihoods(self, body_pose: torch.Tensor) -> torch.Tensor:
+        """Per-component Gaussian log-density (up to a constant) of the joint angles: (...,69) -> (...,K)."""
         a = pose_to_angles(body_pose)[..., None, :, :]  # (...,1,23,3)
         mean, std = self.means.to(a), self.stds.to(a)
-        terms = -0.5 * ((a - mean) / std).square() - std.log()  # (...,K,23,3)
-        if joints is not None:
-            terms = terms * joints.to(terms)[:, None]
-        return terms.sum((-2, -1))
+        return (-0.5 * ((a - mean) / std).square() - std.log()).sum((-2, -1))
 
     def cost(self, body_pose: torch.Tensor) -> torch.Tensor:
         """-2 log-likelihood up to a constant (about the squared z-scores of the nearest component):
@@ -450,15 +446,16 @@ class PoseMixture:
 def chain_rotations(body_pose: torch.Tensor) -> torch.Tensor:
     """(B,69) axis-angle -> (B,23,3,3): each body joint's rotation relative to the pelvis (the product of
     the local rotations from the pelvis down to it)."""
-    from smplx.lbs import batch_rodrigues
+    from smplx.lbs import batch_rigid_transform, batch_rodrigues
 
     B = body_pose.shape[0]
-    local = batch_rodrigues(body_pose.reshape(-1, 3)).reshape(B, NUM_BODY_JOINTS, 3, 3)
-    out: list[torch.Tensor] = []
-    for j in range(NUM_BODY_JOINTS):  # 23 joints, parents first
-        parent = SMPL_PARENTS[j + 1] - 1
-        out.append(local[:, j] if parent < 0 else out[parent] @ local[:, j])
-    return torch.stack(out, 1)
+    root = torch.zeros(B, 1, 3, dtype=body_pose.dtype, device=body_pose.device)  # the pelvis: identity
+    aa = torch.cat([root, body_pose.reshape(B, -1, 3)], 1)
+    rot = batch_rodrigues(aa.reshape(-1, 3)).reshape(B, -1, 3, 3)
+    joints = torch.zeros(B, rot.shape[1], 3, dtype=rot.dtype, device=rot.device)  # rotations only
+    parents = torch.tensor(SMPL_PARENTS, device=rot.device)
+    _, A = batch_rigid_transform(rot, joints, parents, dtype=rot.dtype)
+    return A[:, 1:, :3, :3]
 
 
 @cache
