@@ -3,6 +3,7 @@
     python scripts/scan_report.py SUITE_DIR all|I,J,...|A-B [THREADS]  # e.g. .cache/bench/wild_n32_s1000 0-16
     PLAN='{"heavy_anchor": 0.2}' python scripts/scan_report.py ...   # FitPlan fields other than the default
     LOOP='{"prior": "gaussian"}' python scripts/scan_report.py ...    # LoopFitConfig fields (all loop fits)
+    SURFACE='{"pairs_every": 2}' python scripts/scan_report.py ...    # SurfaceFitConfig fields
     PER_PART=1 python scripts/scan_report.py ...                      # + V2V per body part (cm)
 
 Prints per scan: id, kind, pose name, the scan's transform record; the orientation search's runner-up margin;
@@ -48,6 +49,7 @@ def main() -> None:
     model = pipeline.get_model(None, torch.device("cpu"))
     plan = pipeline.FitPlan(**json.loads(os.environ.get("PLAN", "{}")))
     plan.loop = replace(plan.loop, **json.loads(os.environ.get("LOOP", "{}")))
+    plan.surface = replace(plan.surface, **json.loads(os.environ.get("SURFACE", "{}")))
     correspondences, surface_fit = pipeline.correspondences, pipeline.fit_surface
     loop_start: dict[str, torch.Tensor] = {}
 

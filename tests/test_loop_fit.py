@@ -185,6 +185,22 @@ def test_surface_fit_from_loop_result(model, body_field, cases):
         assert np.isfinite(plain.loss) and plain.hypothesis == 0
 
 
+def test_surface_fit_holding_pairs(model, cases):
+    """The full stage's nearest pairs held for two iterations (the default `pairs_every`) fit as well as
+    pairs searched at every iteration: case 0, V2V (cm) within 0.1 of each other."""
+    from dataclasses import replace
+
+    from loopreg.fit.surface import SurfaceFitConfig
+
+    c = cases[0]
+    init = c["fit"].as_init()
+    cfgs = [replace(SurfaceFitConfig(), pairs_every=k) for k in (SurfaceFitConfig().pairs_every, 1)]
+    held, fresh = (fit_surface(model, c["scan"], cfg, None, limit_violation, init=init) for cfg in cfgs)
+    assert SurfaceFitConfig().pairs_every > 1
+    err = [float((f.vertices - c["verts"]).norm(dim=-1).mean() * 100) for f in (held, fresh)]
+    assert abs(err[0] - err[1]) < 0.1 and max(err) < 1.0, err
+
+
 def test_pipeline_fit_from_correspondences(model, cases):
     """The pipeline's fit with correspondences: loop fit, then the surface fit from it; timed and reported
     separately; no fallback when the correspondences are right."""

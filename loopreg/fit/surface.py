@@ -57,6 +57,12 @@ class SurfaceFitConfig:
     # -2.3 cm, V2V 1.24 cm after the loop fit, 1.39 after the surface fit). 1 cm: clothed n=32 V2V
     # 1.46 -> 1.34 cm, held-out clothed n=16 seed 3000 1.69 -> 1.53, wild 2.65 -> 2.48, partial 3.28 -> 3.27.
     outside_margin_m: float = 0.01
+    # Full stage: iterations between nearest-pair searches (the pairs are held in between; the final
+    # evaluation searches afresh). Two KD-tree searches were ~20 of ~56 ms per iteration. Screened
+    # (scripts/scan_report.py, n=32, 1 thread, 2026-11-27) 1 -> 2: V2V clothed 1.283 -> 1.275 cm (0030 4.73
+    # -> 5.05), partial 2.382 -> 2.380, wild 2.042 -> 2.038, minimal (see docs/BENCHMARKS.md); same-process
+    # clothed A/B of 5 scans: median 11.9 -> 10.0 s per scan. 3: clothed 1.291, seven scans worse by > 0.1.
+    pairs_every: int = 2
 
 
 def _yaw_axis_angle(yaws_deg: tuple[float, ...]) -> torch.Tensor:
@@ -68,6 +74,20 @@ def _nearest(src: np.ndarray, dst_trees: list[cKDTree]) -> np.ndarray:
     return np.stack([tree.query(s, k=1)[1] for s, tree in zip(src, dst_trees, strict=True)])
 
 
+# (B,N) each scan point's nearest body vertex, (B,V) each body vertex's nearest scan point
+Pairs = tuple[torch.Tensor, torch.Tensor]
+
+
+def nearest_pairs(verts: torch.Tensor, scan: torch.Tensor, scan_tree: cKDTree) -> Pairs:
+    """Each scan point's nearest vertex of each body (B,V,3), and each body vertex's nearest scan point."""
+    B = verts.shape[0]
+    v_np = verts.detach().cpu().numpy()
+    body_trees = [cKDTree(v) for v in v_np]
+    idx_s2b = torch.as_tensor(_nearest(np.broadcast_to(scan.cpu().numpy(), (B, *scan.shape)), body_trees))
+    idx_b2s = torch.as_tensor(np.stack([scan_tree.query(v, k=1)[1] for v in v_np]))
+    return idx_s2b.to(verts.device), idx_b2s.to(verts.device)
+
+
 def chamfer_terms(
     verts: torch.Tensor,
     scan: torch.Tensor,
@@ -77,6 +97,7 @@ def chamfer_terms(
     outside_weight: float = 1.0,
     body_mask: torch.Tensor | None = None,
     outside_margin_m: float = 0.0,
+    pairs: Pairs | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-hypothesis mean squared scan->body distance and robust body->scan distance.
 
@@ -87,14 +108,10 @@ def chamfer_terms(
     0.94 cm normalised, 1.01 cm not). A pair counts as outside only beyond `outside_margin_m`: within it
     (scan noise, skin-tight cloth) both sides weigh the same, or the body would shrink away from it.
     `body_mask` (V,) bool: only these body vertices enter the body->scan term (a single-view scan: those its
-    camera could see, `visibility.estimate_view`).
+    camera could see, `visibility.estimate_view`). `pairs`: the nearest pairs to use (`nearest_pairs`, e.g.
+    of an earlier iteration); by default those of `verts`.
     """
-    B = verts.shape[0]
-    v_np = verts.detach().cpu().numpy()
-    body_trees = [cKDTree(v) for v in v_np]
-    idx_s2b = torch.as_tensor(_nearest(np.broadcast_to(scan.cpu().numpy(), (B, *scan.shape)), body_trees))
-    idx_b2s = torch.as_tensor(np.stack([scan_tree.query(v, k=1)[1] for v in v_np]))
-    idx_s2b, idx_b2s = idx_s2b.to(verts.device), idx_b2s.to(verts.device)
+    idx_s2b, idx_b2s = nearest_pairs(verts, scan, scan_tree) if pairs is None else pairs
     r_s2b = scan[None] - torch.gather(verts, 1, idx_s2b[..., None].expand(-1, -1, 3))
     r_b2s = scan[idx_b2s] - verts
     s2b, b2s = r_s2b.pow(2).sum(-1), r_b2s.pow(2).sum(-1)
@@ -294,9 +311,13 @@ def _full_stage(
     """Pose/shape/translation fit of K hypotheses (params (K, n) leaves); returns the best one."""
     faces = model.faces.to(scan.device).long()
 
-    def loss_fn() -> tuple[torch.Tensor, torch.Tensor]:
+    pairs: list[Pairs | None] = [None]  # the nearest pairs, found again every cfg.pairs_every iterations
+
+    def loss_fn(it: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         out = model(**params)
         normals = vertex_normals(out.vertices.detach(), faces) if cfg.outside_weight != 1.0 else None
+        if it is None or it % cfg.pairs_every == 0:  # the final evaluation: fresh pairs
+            pairs[0] = nearest_pairs(out.vertices, scan, tree)
         s2b, b2s = chamfer_terms(
             out.vertices,
             scan,
@@ -306,6 +327,7 @@ def _full_stage(
             cfg.outside_weight,
             body_mask,
             cfg.outside_margin_m,
+            pairs[0],
         )
         per = s2b + cfg.body_to_scan * b2s
         per = per + cfg.pose_weight * params["body_pose"].pow(2).sum(1) * 1e-2
@@ -321,7 +343,7 @@ def _full_stage(
     opt = torch.optim.Adam(list(params.values()), lr=lr)
     for it in range(iters):
         opt.zero_grad()
-        per, _ = loss_fn()
+        per, _ = loss_fn(it)
         per.sum().backward()
         if frozen_joints is not None:
             params["body_pose"].grad.view(len(keep), -1, 3)[:, frozen_joints] = 0
