@@ -199,6 +199,8 @@ def test_surface_fit_holding_pairs(model, cases):
     assert SurfaceFitConfig().pairs_every > 1
     err = [float((f.vertices - c["verts"]).norm(dim=-1).mean() * 100) for f in (held, fresh)]
     assert abs(err[0] - err[1]) < 0.1 and max(err) < 1.0, err
+    with pytest.raises(ValueError, match="pairs_every"):
+        fit_surface(model, c["scan"], replace(SurfaceFitConfig(), pairs_every=0), init=init)
 
 
 def test_pipeline_fit_from_correspondences(model, cases):

@@ -60,8 +60,8 @@ class SurfaceFitConfig:
     # Full stage: iterations between nearest-pair searches (the pairs are held in between; the final
     # evaluation searches afresh). Two KD-tree searches were ~20 of ~56 ms per iteration. Screened
     # (scripts/scan_report.py, n=32, 1 thread, 2026-11-27) 1 -> 2: V2V clothed 1.283 -> 1.275 cm (0030 4.73
-    # -> 5.05), partial 2.382 -> 2.380, wild 2.042 -> 2.038, minimal (see docs/BENCHMARKS.md); same-process
-    # clothed A/B of 5 scans: median 11.9 -> 10.0 s per scan. 3: clothed 1.291, seven scans worse by > 0.1.
+    # -> 5.05), partial 2.382 -> 2.380, wild 2.042 -> 2.038, minimal 0.617 -> 0.621; same-process clothed
+    # A/B of 5 scans: median 11.9 -> 10.0 s per scan. 3: clothed 1.291, seven scans worse by > 0.1.
     pairs_every: int = 2
 
 
@@ -202,6 +202,8 @@ def fit_surface(
     `frozen_joints` (23,) bool: body joints the full stage leaves as they start (see `joint_support`).
     """
     cfg = cfg or SurfaceFitConfig()
+    if cfg.pairs_every < 1:
+        raise ValueError(f"pairs_every must be at least 1, not {cfg.pairs_every}")
     dev, dt = model.v_template.device, model.v_template.dtype
     scan = scan.to(dev, dt)
     tree = cKDTree(scan.cpu().numpy())
