@@ -322,6 +322,21 @@ def test_dataset_shards_start_at_first_shard_and_follow_the_mix_and_pose_weights
         generate_dataset(tmp_path, DataConfig(n_scans=40, first_shard=900), workers=1)
 
 
+def test_close_range_depth_views_draw_their_camera_distance():
+    from loopreg.body import BodyModel
+    from loopreg.data.scanner import SUITES, simulate
+    from loopreg.net.data import suite_config
+
+    cfg = suite_config("partial", (1.1, 1.2))
+    assert cfg.distance == (1.1, 1.2) and SUITES["partial"].distance == (1.5, 3.0)  # the suite is untouched
+    assert suite_config("partial") is SUITES["partial"]
+    model = BodyModel.load()
+    v, f, parts = model.v_template.numpy().astype(np.float64), model.faces.numpy(), model.parts.numpy()
+    far = simulate(v, f, parts, np.random.default_rng(3), "partial")[2]["depth_view"]
+    near = simulate(v, f, parts, np.random.default_rng(3), cfg)[2]["depth_view"]
+    assert 1.1 <= near["distance"] <= 1.2 and far["distance"] >= 1.5
+
+
 def test_train_data_rejects_bad_mix_or_pose_weights(tmp_path):
     from loopreg.cli import main
     from loopreg.data.poses import POSE_NAMES
@@ -333,6 +348,8 @@ def test_train_data_rejects_bad_mix_or_pose_weights(tmp_path):
         ("--poses", "sitting=x", "not NAME=WEIGHT"),
         ("--poses", "sitting=-1", "must be >= 0"),
         ("--poses", ",".join(f"{name}=0" for name in POSE_NAMES), "not all 0"),
+        ("--distance", "1.5", "not LO,HI"),
+        ("--distance", "3,1.5", "need 0.3 <= lo <= hi"),
     ]
     for option, value, msg in bad:
         with pytest.raises(SystemExit, match=msg):

@@ -47,7 +47,15 @@ def _cmd_data(args: argparse.Namespace) -> int:
     mix = dict(DataConfig().mix)
     mix.update(_weights("--mix", args.mix, list(mix)))
     poses = _weights("--poses", args.poses, POSE_NAMES) or None
-    cfg = DataConfig(n_scans=args.n, n_points=args.points, mix=mix, first_shard=args.first_shard, poses=poses)
+    distance = None
+    if args.distance:
+        try:
+            lo, hi = (float(x) for x in args.distance.split(","))
+        except ValueError:
+            raise SystemExit(f"--distance: {args.distance!r} is not LO,HI in metres") from None
+        distance = (lo, hi)
+    cfg = DataConfig(n_scans=args.n, n_points=args.points, mix=mix, first_shard=args.first_shard, poses=poses,
+                     distance=distance)  # fmt: skip
     try:
         generate_dataset(Path(args.out), cfg, args.workers, _log)
     except ValueError as exc:
@@ -130,6 +138,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="first shard index (seeds); past an earlier dataset's shards for new scans",
     )
+    p.add_argument("--distance", help="LO,HI: depth views' camera distance in metres (default: each suite's)")
     p.set_defaults(func=_cmd_data)
 
     p = tsub.add_parser("pack", help="compact float16 copy of the training data (to carry to a GPU machine)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from loopreg.body.field import ClosestTriangle, triangle_barycentrics
-from loopreg.data.scanner import SUITES, similarity_inverse, simulate
+from loopreg.data.scanner import SUITES, ScanConfig, similarity_inverse, simulate
 
 BETA_SEED, POSE_SEED, SCAN_SEED = 7, 100, 500  # all < 1000: disjoint from the benchmark's seeds
 DEFAULT_MIX = {"minimal": 0.15, "clothed": 0.35, "partial": 0.2, "wild": 0.3}
@@ -37,6 +37,7 @@ class DataConfig:
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     first_shard: int = 0  # shard index = seed offset: new scans start past an earlier dataset's shards
     poses: dict[str, float] | None = None  # library pose weights (unlisted weigh 1); None: uniform
+    distance: tuple[float, float] | None = None  # depth views' camera distance (m); None: each suite's
 
 
 def label_points(
@@ -68,6 +69,17 @@ def pose_weights(weights: dict[str, float] | None) -> list[float] | None:
     return out
 
 
+def suite_config(suite: str, distance: tuple[float, float] | None = None) -> ScanConfig:
+    """A suite's scanner config, its depth views' camera distance overridden when given."""
+    cfg = SUITES[suite]
+    if distance is None:
+        return cfg
+    lo, hi = distance
+    if not 0.3 <= lo <= hi <= 20:
+        raise ValueError(f"camera distance {lo}-{hi} m: need 0.3 <= lo <= hi <= 20")
+    return replace(cfg, distance=(float(lo), float(hi)))
+
+
 def subsample(points: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """n points (without replacement when there are enough)."""
     return points[rng.choice(len(points), size=n, replace=len(points) < n)]
@@ -90,12 +102,13 @@ def make_shard(shard: int, cfg: DataConfig, betas_pool: np.ndarray, out: Path) -
     template = model.v_template.numpy().astype(np.float64)
     names = list(cfg.mix)
     prob = np.array([cfg.mix[k] for k in names]) / sum(cfg.mix.values())
+    configs = {k: suite_config(k, cfg.distance) for k in names}
     P, L, C, S = [], [], [], []
     for i in range(n):  # one scan per iteration; each step is vectorised
         rng = np.random.default_rng([SCAN_SEED, shard, i])
         suite = names[int(rng.choice(len(names), p=prob))]
         v = verts[i].numpy().astype(np.float64)
-        scan, to_scan, _ = simulate(v, faces, parts, rng, SUITES[suite])
+        scan, to_scan, _ = simulate(v, faces, parts, rng, configs[suite])
         inv = similarity_inverse(np.asarray(to_scan))
         pts = subsample(scan.vertices.astype(np.float64), cfg.n_points, rng) @ inv[:3, :3].T + inv[:3, 3]
         part, canon, _ = label_points(pts, v, faces, parts, template)
@@ -119,6 +132,7 @@ def _worker(args: tuple) -> str:
 def generate_dataset(out: Path, cfg: DataConfig, workers: int = 2, log=print) -> Path:
     """Write all shards of the dataset (skipping those already there); resumable."""
     pose_weights(cfg.poses)  # bad weights fail here, before anything is written, not in the workers
+    suite_config("partial", cfg.distance)  # likewise a bad camera distance
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({**asdict(cfg), "seeds": {
