@@ -1,7 +1,7 @@
 """One command for the shipped CorrNet: data -> warm start(s) -> held-out eval -> manifest entry.
 
-    python scripts/train_corrnet.py --recipe gpu  # corrnet.pt (default): scans ~70 min on 2 CPU cores,
-                                                  # training 3 cycles of ~5-8 min on one H100/H200
+    python scripts/train_corrnet.py --recipe gpu  # corrnet.pt (default): scans ~100 min on 2 CPU cores,
+                                                  # training 4 cycles of ~5-8 min on one H100/H200
     python scripts/train_corrnet.py --recipe cpu  # corrnet_cpu.pt: 2-core CPU, ~16 min data + 2 x ~33 min
 
 The steps of each recipe are in `loopreg.net.recipes` (also what the manifest records). For the gpu recipe

@@ -8,7 +8,10 @@ gpu (corrnet.pt): a warm start on 1400 scans (7750 steps x 32 from lr 2e-3), the
 those weights on 1600 new scans (training shards 100-139, partial and wild weighted up), 5500 steps x 32
 from lr 1e-3, then a third on 1200 new scans biased to bent poses (shards 200-229: bending forward x4,
 sitting, squatting, knee raised, reaching x2, ...) plus 400 of the second cycle's, 5000 steps x 32 from
-lr 1e-3. Each cycle is ~5-8 min on one H100/H200; the scans take ~30 + ~22 + ~17 min on a 2-core CPU.
+lr 1e-3, then a fourth on 1200 new scans seen from close by (shards 300-329: depth views' camera at
+1.3-2.2 m instead of the suites' 1.5-3.0, so more views cut by the image frame; wild half the mix; the
+same bent-pose weights), 4500 steps x 32 from lr 1e-3. Each cycle is ~5-8 min on one H100/H200; the scans
+take ~30 + ~22 + ~17 + ~27 min on a 2-core CPU.
 cpu (corrnet_cpu.pt): 520 scans, two cosine cycles of 1200 steps x 8 on a 2-core CPU (~16 min data and
 2 x ~33 min training).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 NET = ".cache/net"
 MORE_MIX = "minimal=0.1,clothed=0.3,partial=0.3,wild=0.3"
 BENT_MIX = "minimal=0.05,clothed=0.35,partial=0.25,wild=0.35"
+CLOSE_MIX = "minimal=0.05,clothed=0.25,partial=0.2,wild=0.5"
 BENT_POSES = (
     "bending_forward=4,sitting=2,squatting=2,knee_raised=2,reaching=2,crossed_arms=1.5,hands_on_hips=1.5"
 )
@@ -39,8 +43,13 @@ RECIPES: dict[str, tuple[tuple[str, ...], ...]] = {
         ("train", "pack", "--data", f"{NET}/data_bent", "--out", f"{NET}/pack_bent", "--points", "2304"),
         ("train", "pack", "--data", f"{NET}/data_more", "--out", f"{NET}/pack_bent", "--points", "2304",
          "--every", "4", "--offset", "2"),
-        ("train", "warmup", "--data", f"{NET}/pack_bent", "--out", "model_store/weights/corrnet.pt",
+        ("train", "warmup", "--data", f"{NET}/pack_bent", "--out", f"{NET}/gpu_bent.pt",
          "--init", f"{NET}/gpu_more.pt", "--steps", "5000", "--lr", "1e-3", *GPU),
+        ("train", "data", "--out", f"{NET}/data_close", "--n", "1200", "--first-shard", "300",
+         "--mix", CLOSE_MIX, "--poses", BENT_POSES, "--distance", "1.3,2.2"),
+        ("train", "pack", "--data", f"{NET}/data_close", "--out", f"{NET}/pack_close", "--points", "2304"),
+        ("train", "warmup", "--data", f"{NET}/pack_close", "--out", "model_store/weights/corrnet.pt",
+         "--init", f"{NET}/gpu_bent.pt", "--steps", "4500", "--lr", "1e-3", *GPU),
     ),
     "cpu": (
         ("train", "data", "--out", f"{NET}/data", "--n", "520"),
