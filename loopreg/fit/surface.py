@@ -313,13 +313,14 @@ def _full_stage(
     """Pose/shape/translation fit of K hypotheses (params (K, n) leaves); returns the best one."""
     faces = model.faces.to(scan.device).long()
 
-    pairs: list[Pairs | None] = [None]  # the nearest pairs, found again every cfg.pairs_every iterations
+    pairs: Pairs | None = None  # the nearest pairs, found again every cfg.pairs_every iterations
 
     def loss_fn(it: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal pairs
         out = model(**params)
         normals = vertex_normals(out.vertices.detach(), faces) if cfg.outside_weight != 1.0 else None
         if it is None or it % cfg.pairs_every == 0:  # the final evaluation: fresh pairs
-            pairs[0] = nearest_pairs(out.vertices, scan, tree)
+            pairs = nearest_pairs(out.vertices, scan, tree)
         s2b, b2s = chamfer_terms(
             out.vertices,
             scan,
@@ -329,7 +330,7 @@ def _full_stage(
             cfg.outside_weight,
             body_mask,
             cfg.outside_margin_m,
-            pairs[0],
+            pairs,
         )
         per = s2b + cfg.body_to_scan * b2s
         per = per + cfg.pose_weight * params["body_pose"].pow(2).sum(1) * 1e-2
