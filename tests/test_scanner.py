@@ -273,3 +273,21 @@ def test_config_from_dict():
     with pytest.raises(ValueError, match="unknown"):
         S.ScanConfig.from_dict({"nosie": 0.1})
     assert set(S.SUITES) == {"minimal", "clothed", "noisy", "partial", "wild"}
+
+
+def test_skirt_does_not_swallow_the_arms_of_a_bent_body(default_model):
+    """On a body bent at the hips the chest lies across the leg axis; only the torso near the waistband
+    may bound the skirt, or the skirt becomes a cone around the hanging arms and hides them (measured:
+    all forearm vertices inside the tube before, 0.35 after: the hands at the flared hem)."""
+    from loopreg.data.poses import library_poses
+
+    lib = library_poses(["bending_forward"])
+    v = default_model(betas=torch.zeros(1, 10), body_pose=lib.body_pose).vertices[0].detach().numpy()
+    bent = S.Body(v, default_model.faces.numpy(), default_model.parts.numpy())
+    outfit = replace(OUTFIT, skirt_length=0.95, skirt_flare=0.25)
+    tv, tf = S._skirt_tube(bent, outfit, np.random.default_rng(0), bent.vertices, bent.parts)
+    forearms = np.isin(bent.parts, [PART_NAMES.index(f"{s}_forearm") for s in ("left", "right")])
+    inside = S.inside_mesh(tv, tf, bent.vertices[forearms]) > 0
+    assert inside.mean() < 0.5
+    legs = np.isin(bent.parts, [PART_NAMES.index(f"{s}_upper_leg") for s in ("left", "right")])
+    assert (S.inside_mesh(tv, tf, bent.vertices[legs]) > 0).mean() > 0.5  # still a skirt on the thighs
