@@ -11,7 +11,13 @@ from scipy.spatial import cKDTree
 from loopreg.cli import main
 from loopreg.data.scan_io import load_scan
 from loopreg.fit.metrics import point_to_surface
-from loopreg.fit.offsets import OffsetConfig, fit_offsets, uniform_laplacian
+from loopreg.fit.offsets import (
+    OffsetConfig,
+    fit_offsets,
+    uniform_laplacian,
+    vertex_normals,
+    vertex_normals_of,
+)
 from loopreg.fit.pipeline import RegisterOptions, register_loaded
 from loopreg.geometry import sample_surface
 
@@ -27,6 +33,18 @@ def _smoothstep(a: float, b: float, x: np.ndarray) -> np.ndarray:
 def rest(default_model):
     v = default_model.rest().vertices[0].numpy().astype(np.float64)
     return v, default_model.faces.numpy()
+
+
+def test_vertex_normals_of_one_mesh_match_vertex_normals(default_model):
+    faces = default_model.faces.long()
+    gen = torch.Generator().manual_seed(0)
+    verts = default_model.rest().vertices.repeat(2, 1, 1) + 0.01 * torch.randn(2, 6890, 3, generator=gen)
+    normals_of = vertex_normals_of(faces, verts.shape[1])
+    for v in (verts, verts[0]):  # a batch and one mesh
+        fast, ref = normals_of(v), vertex_normals(v, faces)
+        assert fast.shape == ref.shape
+        assert torch.allclose(fast, ref, atol=1e-5)
+        assert torch.allclose(fast.norm(dim=-1), torch.ones(()), atol=1e-5)
 
 
 def _offsets(v, f, pts, **cfg) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +101,25 @@ def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     fn = torch.linalg.cross(b - a, c - a, dim=-1)
     vn = torch.zeros_like(verts).index_add_(-2, faces.reshape(-1), fn.repeat_interleave(3, dim=-2))
     return vn / vn.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def vertex_normals_of(
+    faces: torch.Tensor, num_vertices: int, dtype: torch.dtype = torch.float32
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`vertex_normals` for one mesh's faces (F,3), its face->vertex sums as one sparse (V,F) product: for
+    a fit that takes normals every iteration (6890 vertices, 1 thread: ~3 against ~12 ms). No gradient."""
+    ptr, ring = vertex_faces(faces.cpu().numpy(), num_vertices)
+    M = sparse.csr_matrix((np.ones(len(ring)), ring, ptr), shape=(num_vertices, len(faces)))
+    incidence = _to_torch(M, faces.device, dtype, csr=True)
+
+    @torch.no_grad()
+    def normals(verts: torch.Tensor) -> torch.Tensor:
+        a, b, c = (verts[..., faces[:, i], :] for i in range(3))
+        fn = torch.linalg.cross(b - a, c - a, dim=-1).reshape(-1, len(faces), 3)
+        vn = torch.stack([incidence @ f for f in fn]).reshape(verts.shape)
+        return vn / vn.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    return normals
 
 
 class _SurfaceMatch:

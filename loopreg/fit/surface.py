@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 from loopreg.body import BodyModel
 from loopreg.body.model import PARAM_KEYS, HasParams
 from loopreg.data.poses import pose_prior
-from loopreg.fit.offsets import vertex_normals
+from loopreg.fit.offsets import vertex_normals, vertex_normals_of
 
 Progress = Callable[[str, float], None]
 
@@ -71,7 +71,7 @@ def _yaw_axis_angle(yaws_deg: tuple[float, ...]) -> torch.Tensor:
 
 
 def _nearest(src: np.ndarray, dst_trees: list[cKDTree]) -> np.ndarray:
-    return np.stack([tree.query(s, k=1)[1] for s, tree in zip(src, dst_trees, strict=True)])
+    return np.stack([tree.query(s, k=1, workers=-1)[1] for s, tree in zip(src, dst_trees, strict=True)])
 
 
 # (B,N) each scan point's nearest body vertex, (B,V) each body vertex's nearest scan point
@@ -79,12 +79,13 @@ Pairs = tuple[torch.Tensor, torch.Tensor]
 
 
 def nearest_pairs(verts: torch.Tensor, scan: torch.Tensor, scan_tree: cKDTree) -> Pairs:
-    """Each scan point's nearest vertex of each body (B,V,3), and each body vertex's nearest scan point."""
+    """Each scan point's nearest vertex of each body (B,V,3), and each body vertex's nearest scan point.
+    The queries use every core (scipy's workers=-1): torch is idle meanwhile."""
     B = verts.shape[0]
     v_np = verts.detach().cpu().numpy()
     body_trees = [cKDTree(v) for v in v_np]
     idx_s2b = torch.as_tensor(_nearest(np.broadcast_to(scan.cpu().numpy(), (B, *scan.shape)), body_trees))
-    idx_b2s = torch.as_tensor(np.stack([scan_tree.query(v, k=1)[1] for v in v_np]))
+    idx_b2s = torch.as_tensor(np.stack([scan_tree.query(v, k=1, workers=-1)[1] for v in v_np]))
     return idx_s2b.to(verts.device), idx_b2s.to(verts.device)
 
 
@@ -312,13 +313,14 @@ def _full_stage(
 ) -> FitResult:
     """Pose/shape/translation fit of K hypotheses (params (K, n) leaves); returns the best one."""
     faces = model.faces.to(scan.device).long()
+    normals_of = vertex_normals_of(faces, model.v_template.shape[0], scan.dtype)
 
     pairs: Pairs | None = None  # the nearest pairs, found again every cfg.pairs_every iterations
 
     def loss_fn(it: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         nonlocal pairs
         out = model(**params)
-        normals = vertex_normals(out.vertices.detach(), faces) if cfg.outside_weight != 1.0 else None
+        normals = normals_of(out.vertices.detach()) if cfg.outside_weight != 1.0 else None
         if it is None or it % cfg.pairs_every == 0:  # the final evaluation: fresh pairs
             pairs = nearest_pairs(out.vertices, scan, tree)
         s2b, b2s = chamfer_terms(
