@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import resource
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -53,10 +54,13 @@ Method = Callable[[Path, RegisterOptions], MethodOutput]
 
 
 def run_pipeline(scan_path: Path, opts: RegisterOptions) -> MethodOutput:
-    """The registration pipeline; returns body vertices and joints in the scan frame, seconds."""
+    """The registration pipeline, as `loopreg register` runs it: load, fit, write every output file (to a
+    temporary folder); returns body vertices and joints in the scan frame and the seconds of all that."""
     t = time.perf_counter()
     scan = load_scan(scan_path, opts.max_vertices)
-    summary, _ = register_loaded(scan, opts)
+    summary, write = register_loaded(scan, opts)
+    with tempfile.TemporaryDirectory(prefix="loopreg-bench-") as out_dir:
+        write(Path(out_dir))
     fit, norm = summary["fit"], summary["normalisation"]
     seconds = time.perf_counter() - t
     verts = transform(fit.vertices.cpu().double().numpy(), norm.to_scan)

@@ -17,15 +17,18 @@ def mpjpe_cm(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def closest_triangles(
-    points: np.ndarray, vertices: np.ndarray, faces: np.ndarray
+    points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, rtol: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Closest triangle of the mesh and the distance to it, for each point (exact, same units)."""
-    return ClosestTriangle(vertices, faces).query(points)
+    """Closest triangle of the mesh and the distance to it, for each point (same units; exact, or with
+    rtol > 0 a triangle within (1 + rtol) of the closest distance: see `ClosestTriangle.query`)."""
+    return ClosestTriangle(vertices, faces).query(points, rtol)
 
 
-def point_to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Distance of each point to the closest point on the mesh surface (exact, same units)."""
-    return closest_triangles(points, vertices, faces)[1]
+def point_to_surface(
+    points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, rtol: float = 0.0
+) -> np.ndarray:
+    """Distance of each point to the closest point on the mesh surface (same units; rtol as above)."""
+    return closest_triangles(points, vertices, faces, rtol)[1]
 
 
 def distance_summary(d: np.ndarray, scale: float = 1.0) -> dict[str, float]:

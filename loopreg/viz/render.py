@@ -30,14 +30,13 @@ def splat(
         image = np.empty((h, w, 3), np.uint8)
         image[:] = background
         depth = np.full(h * w, -np.inf)
-    zs = points[:, 2]
+    order = np.argsort(points[:, 2], kind="stable")  # later writes win: nearest (largest z) last
+    px, py, zs, colors = px[order], py[order], points[order, 2], colors[order]
     for dx in range(-radius, radius + 1):
         for dy in range(-radius, radius + 1):
             x, y = px + dx, py + dy
             ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-            flat = y[ok] * w + x[ok]
-            order = np.argsort(zs[ok])  # later writes win: nearest (largest z) last
-            flat, z, col = flat[order], zs[ok][order], colors[ok][order]
+            flat, z, col = y[ok] * w + x[ok], zs[ok], colors[ok]
             closer = z >= depth[flat]
             depth[flat[closer]] = z[closer]
             image.reshape(-1, 3)[flat[closer]] = col[closer]
