@@ -119,7 +119,9 @@ class ClosestTriangle:
         """Closest triangle (M,) int64 and distance (M,) for points (M,3).
 
         rtol > 0 accepts a triangle within (1 + rtol) of the closest distance, which spares far points
-        most of the work (near the surface the search stays exact to within rtol * distance).
+        most of the work (near the surface the search stays exact to within rtol * distance). rtol = inf
+        takes the best of the first round's candidates (the triangles of the k nearest samples) for every
+        point farther than `radius` from its k-th sample: not proven closest, but in practice the same.
         """
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         tri = np.zeros(len(points), dtype=np.int64)

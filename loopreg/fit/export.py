@@ -36,6 +36,7 @@ def write_params(path: Path, fit, to_scan: np.ndarray, model_meta: dict, units: 
 
 
 MESH_FORMATS = ("obj", "ply", "glb")  # body meshes; OBJ is always written (the contract's body.obj)
+PREVIEW_SAMPLES = 150_000  # body surface samples per preview view: no gaps in a 480x360 tile
 
 
 def parse_formats(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -96,7 +97,7 @@ def write_preview(path: Path, scan_model: np.ndarray, body_model: np.ndarray, fa
             @ R.T
         )
         bounds = (corners.min(0), corners.max(0))
-        img = render_mesh(b, faces, view="front", size=(480, 360), bounds=bounds)
+        img = render_mesh(b, faces, view="front", size=(480, 360), n_points=PREVIEW_SAMPLES, bounds=bounds)
         # scan points blended in orange over the body
         scan_img, _ = splat(
             s, np.tile(np.array([[240, 140, 40]], np.uint8), (len(s), 1)), (480, 360), bounds, 0

@@ -43,11 +43,12 @@ Progress = Callable[[str, float], None]
 # 10000 1.46 (4.6 s).
 FIT_POINTS = 10000
 OFFSET_POINTS = 10000  # scan points the per-vertex offsets are fitted to
-# The report's scan-to-body distances and scan_parts.ply's labels take, for each scan point, a body triangle
-# within 10 % of the closest distance (`ClosestTriangle.query`'s rtol). Proving the exact closest costs most
-# on points far from the body (loose clothing): a clothed scan's 121k points took 9.8 s exact, 2.1 s so, and
-# gave the same mean / median / p95 and 99.98 % of the triangles (BENCHMARKS, "export").
-EXPORT_RTOL = 0.1
+# The report's scan-to-body distances and scan_parts.ply's labels: for each scan point, the closest of the
+# triangles of its 16 nearest body surface samples (`ClosestTriangle.query` with rtol = inf: a wider search
+# only for points within the sampling radius of them). Proving the exact closest costs most on points far
+# from the body (loose clothing). Clothed scan 0003's 121k points: exact 11.5 s, this 1.4 s, every distance
+# within 0.001 mm of the exact one (BENCHMARKS, "export").
+EXPORT_RTOL = float("inf")
 
 
 @dataclass
