@@ -11,7 +11,7 @@ import torch
 import trimesh
 
 from loopreg.body.data import SMPL_PARENTS, BodyModelData
-from loopreg.body.field import BodyField, triangle_barycentrics
+from loopreg.body.field import BodyField, ClosestTriangle, triangle_barycentrics
 from loopreg.body.model import BodyModel
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "model_store" / "loopreg_default.npz"
@@ -159,6 +159,23 @@ def test_exact_search_and_grid_nodes_against_brute_force(field: BodyField):
     node_closest = (field.node_bary[nodes, :, None] * field.v_template[field.node_vids[nodes].long()]).sum(1)
     d_node = (node_closest - pos).norm(dim=-1).double()
     assert torch.all(d_node <= (1 + field.settings["rtol"]) * brute_distance(field, pos) + 1e-6)
+
+
+def test_relaxed_closest_triangle_searches_against_brute_force(field: BodyField):
+    """The export's first-round search (rtol = inf) and rtol = 0.1 against all triangles, on points from
+    the surface out to ~60 cm, where the exact search needs the most candidates."""
+    g = torch.Generator().manual_seed(11)
+    pts = field.v_template[torch.randint(len(field.v_template), (300,), generator=g)]
+    pts = pts + torch.rand(300, 1, generator=g) * 0.2 * torch.randn(pts.shape, generator=g)
+    ref = brute_distance(field, pts).numpy()
+    search = ClosestTriangle(field.data.v_template, field.data.faces)
+    for rtol, slack in ((0.1, 1.1), (float("inf"), 1.0)):
+        tri, d = search.query(pts.numpy(), rtol)
+        assert np.all(d >= ref - 1e-6) and np.all(d <= slack * ref + 1e-4), rtol  # inf: within 0.1 mm
+        corners = field.v_template[field.faces[torch.as_tensor(tri)]].double()
+        q = pts.double()
+        w = triangle_barycentrics(q, corners[:, 0], corners[:, 1], corners[:, 2])
+        assert np.allclose((q - (w[:, :, None] * corners).sum(1)).norm(dim=-1).numpy(), d, atol=1e-6)
 
 
 def test_offsets_are_carried(field: BodyField):
