@@ -47,7 +47,7 @@ OFFSET_POINTS = 10000  # scan points the per-vertex offsets are fitted to
 # triangles of its 16 nearest body surface samples (`ClosestTriangle.query` with rtol = inf: a wider search
 # only for points within the sampling radius of them). Proving the exact closest costs most on points far
 # from the body (loose clothing). Clothed scan 0003's 121k points: exact 11.5 s, this 1.4 s, every distance
-# within 0.001 mm of the exact one (BENCHMARKS, "export").
+# within 0.001 mm of the exact one (BENCHMARKS, "Latest bench: end to end, with the output files").
 EXPORT_RTOL = float("inf")
 
 
