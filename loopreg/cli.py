@@ -7,6 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from loopreg.threads import REGISTER_THREADS
+
+THREADS_HELP = f"CPU threads of a registration (default {REGISTER_THREADS}: see loopreg/threads.py; 0: all)"
+
 
 class UsageError(Exception):
     """Bad input from the user: exit code 2 and one line on stderr."""
@@ -64,6 +68,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
             model=args.model,
             device=args.device,
             formats=args.formats,  # "obj,ply": parsed and checked by RegisterOptions
+            threads=args.threads,
         )
         report = register_scan(Path(args.scan), Path(args.out), opts, None if args.quiet else _progress_bar)
     except (ScanError, ValueError) as exc:
@@ -106,7 +111,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     data = Path(args.data) if args.data else None
-    report = run_bench(args.suite, args.n, args.seed, data, RegisterOptions(device=args.device), log=log)
+    opts = RegisterOptions(device=args.device, threads=args.threads)
+    report = run_bench(args.suite, args.n, args.seed, data, opts, log=log)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1))
@@ -141,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--offsets", action=argparse.BooleanOptionalAction, default=False)
     reg.add_argument("--model", default=None, help="body model name or .npz path (default: free model)")
     reg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    reg.add_argument("--threads", type=int, default=REGISTER_THREADS, help=THREADS_HELP)
     reg.add_argument(
         "--formats", default="obj", help="body mesh formats, comma-separated: obj,ply,glb (body.obj always)"
     )
@@ -162,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", default=None, help="write the JSON report here")
     bench.add_argument("--data", default=None, help="suite folder (default: generated under .cache/bench)")
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bench.add_argument("--threads", type=int, default=REGISTER_THREADS, help=THREADS_HELP)
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=_cmd_bench)
 

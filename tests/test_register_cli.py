@@ -10,6 +10,7 @@ import torch
 import trimesh
 
 from loopreg.fit.metrics import point_to_surface
+from loopreg.threads import REGISTER_THREADS
 from loopreg.viz.render import sample_surface
 
 
@@ -43,6 +44,7 @@ def test_register_writes_contract_outputs_in_scan_frame(tmp_path, default_model)
     assert np.median(d) < 1.5  # cm: the body overlays the scan in the scan's own frame
     report = json.loads((out / "report.json").read_text())
     assert report["scan_to_body_mm"]["median"] < 15 and "total" in report["timings_s"]
+    assert report["cpu_threads"] == REGISTER_THREADS  # the registration ran on the default thread count
 
 
 def _hostile(tmp_path):

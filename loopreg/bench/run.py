@@ -144,8 +144,34 @@ def summarise(results: list[ScanResult]) -> dict:
     }
 
 
-def machine_info(device: torch.device) -> dict:
+def speed_probe(repeats: int = 5) -> dict:
+    """Milliseconds (best of `repeats`) of two fixed workloads like the fit's: a 512x4096 by 4096x512
+    float32 matmul and a KD-tree query of 10k points among 14k. This 2-core machine's speed varies by ~2-3x
+    between phases (a noisy neighbour); the probe lets benches from different phases be compared."""
+    from scipy.spatial import cKDTree
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(512, 4096, generator=gen), torch.rand(4096, 512, generator=gen)
+    pts = np.random.default_rng(0).random((24000, 3))
+    tree = cKDTree(pts[:14000])
+
+    def best(fn: Callable[[], object]) -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1000)
+        return round(min(times), 2)
+
+    query = pts[14000:]
+    return {"matmul_ms": best(lambda: a @ b), "kdtree_ms": best(lambda: tree.query(query, k=1, workers=-1))}
+
+
+def machine_info(device: torch.device, probe_start: dict | None = None) -> dict:
+    """The machine, with the speed probe at the start of the bench (when given) and now, at its end."""
     info = {
+        "speed_probe_start": probe_start,
+        "speed_probe_end": speed_probe(),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -177,6 +203,7 @@ def run_bench(
         generate_suite(suite, n, seed, suite_dir)
     items = json.loads(index_path.read_text())["items"]
     device = pick_device(opts.device)
+    probe = speed_probe()
     log("baseline:")
     baseline = summarise(evaluate(METHODS["baseline"], suite_dir, items, opts, log))
     from loopreg.fit.pipeline import get_network
@@ -187,8 +214,9 @@ def run_bench(
     else:
         log("pipeline:")
         main = summarise(evaluate(METHODS["pipeline"], suite_dir, items, opts, log))
+    machine = {**machine_info(device, probe), "register_threads": opts.threads}
     return {"suite": suite, "n": n, "seed": seed, "method": method, **main,
-            "machine": machine_info(device), "baseline": baseline}  # fmt: skip
+            "machine": machine, "baseline": baseline}  # fmt: skip
 
 
 def markdown_table(report: dict) -> str:

@@ -32,6 +32,7 @@ from smplx.lbs import batch_rigid_transform, batch_rodrigues
 
 from loopreg.body.data import BodyModelData, _savez_deterministic
 from loopreg.paths import cache_dir
+from loopreg.threads import kd_workers
 
 FIELD_VERSION = 1
 _CHUNK = 1 << 21  # point-triangle pairs per projection chunk
@@ -129,7 +130,7 @@ class ClosestTriangle:
         todo, k, ns = np.arange(len(points)), self.k, len(self.owner)
         while len(todo):  # rounds over a shrinking subset, not over points
             k = min(k, ns)
-            cd, si = self.tree.query(points[todo], k=k, workers=-1)
+            cd, si = self.tree.query(points[todo], k=k, workers=kd_workers())
             cd, ci = cd.reshape(len(todo), k), self.owner[si.reshape(len(todo), k)]
             d2 = _candidate_distances(torch.as_tensor(points[todo]), torch.as_tensor(ci), self.corners)
             dbest, best = (t.numpy() for t in d2.min(1))

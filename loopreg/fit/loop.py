@@ -41,6 +41,7 @@ from loopreg.body.field import BodyField, FieldSample
 from loopreg.body.model import PARAM_KEYS, HasParams
 from loopreg.data.poses import limit_violation, pose_mixture, pose_prior
 from loopreg.fit.offsets import vertex_normals
+from loopreg.threads import kd_workers
 
 Progress = Callable[[str, float], None]
 
@@ -372,7 +373,7 @@ def _reassign(
     posed body (the body is there, the correspondence disagrees with it). Returns the mask (N,).
     """
     verts = model(**{k: v.detach()[None] for k, v in params.items()}).vertices[0]
-    dist, vid = cKDTree(verts.cpu().numpy()).query(scan.cpu().numpy(), k=1, workers=-1)
+    dist, vid = cKDTree(verts.cpu().numpy()).query(scan.cpu().numpy(), k=1, workers=kd_workers())
     dist = torch.as_tensor(dist, device=x.device, dtype=x.dtype)
     vid = torch.as_tensor(np.asarray(vid, dtype=np.int64), device=x.device)
     hit = (r2 > cfg.reassign_far_m**2) & (dist < cfg.reassign_near_m)

@@ -36,6 +36,7 @@ from loopreg.fit.surface import (
     surface_loss,
 )
 from loopreg.fit.visibility import estimate_view, layering
+from loopreg.threads import REGISTER_THREADS, cpu_threads
 
 Progress = Callable[[str, float], None]
 # Scan points the network sees (it encodes 4096 of them) and the fits use. Clothed n=32 V2V with heavy weight
@@ -62,6 +63,7 @@ class RegisterOptions:
     seed: int = 0
     network: bool = True  # use the shipped correspondence network when its weights exist
     formats: tuple[str, ...] = ("obj",)  # body mesh formats: obj (always written), ply, glb
+    threads: int = REGISTER_THREADS  # CPU threads (torch, KD-trees); 0: the process's own setting
 
     def __post_init__(self) -> None:
         self.formats = export.parse_formats(self.formats)  # ValueError on an unknown format
@@ -384,8 +386,25 @@ def register_loaded(
     """Register an already loaded scan; returns the fit summary and a writer for the output folder.
 
     `timings` may hold earlier stages (e.g. loading); the report's total includes them. `plan`: how a scan
-    with network correspondences is fitted (default FitPlan()).
+    with network correspondences is fitted (default FitPlan()). Both run on `options.threads` CPU threads.
     """
+    with cpu_threads(options.threads):
+        summary, write = _register_loaded(scan, options, progress, timings, plan)
+
+    def write_with_threads(out_dir: Path) -> dict:
+        with cpu_threads(options.threads):
+            return write(out_dir)
+
+    return summary, write_with_threads
+
+
+def _register_loaded(
+    scan: Scan,
+    options: RegisterOptions,
+    progress: Progress | None,
+    timings: dict[str, float] | None,
+    plan: FitPlan | None,
+) -> tuple[dict, Callable[[Path], dict]]:
     report = progress or (lambda stage, frac: None)
     timings = dict(timings or {})
     t = time.perf_counter()
@@ -459,6 +478,7 @@ def register_loaded(
             "per_part_mm": {PART_NAMES[p]: float(dist[labels == p].mean() * 1000) for p in np.unique(labels)},
             "timings_s": timings,
             "device": f"{device.type} ({platform.machine()})",
+            "cpu_threads": torch.get_num_threads(),
             "num_scan_points": int(len(scan.points)),
             "method": method,
         }

@@ -19,6 +19,7 @@ from loopreg.body import BodyModel
 from loopreg.body.model import PARAM_KEYS, HasParams
 from loopreg.data.poses import pose_prior
 from loopreg.fit.offsets import vertex_normals, vertex_normals_of
+from loopreg.threads import kd_workers
 
 Progress = Callable[[str, float], None]
 
@@ -71,7 +72,8 @@ def _yaw_axis_angle(yaws_deg: tuple[float, ...]) -> torch.Tensor:
 
 
 def _nearest(src: np.ndarray, dst_trees: list[cKDTree]) -> np.ndarray:
-    return np.stack([tree.query(s, k=1, workers=-1)[1] for s, tree in zip(src, dst_trees, strict=True)])
+    workers = kd_workers()
+    return np.stack([tree.query(s, k=1, workers=workers)[1] for s, tree in zip(src, dst_trees, strict=True)])
 
 
 # (B,N) each scan point's nearest body vertex, (B,V) each body vertex's nearest scan point
@@ -80,12 +82,12 @@ Pairs = tuple[torch.Tensor, torch.Tensor]
 
 def nearest_pairs(verts: torch.Tensor, scan: torch.Tensor, scan_tree: cKDTree) -> Pairs:
     """Each scan point's nearest vertex of each body (B,V,3), and each body vertex's nearest scan point.
-    The queries use every core (scipy's workers=-1): torch is idle meanwhile."""
+    The queries use `kd_workers()` (one per core outside `cpu_threads`): torch is idle meanwhile."""
     B = verts.shape[0]
     v_np = verts.detach().cpu().numpy()
     body_trees = [cKDTree(v) for v in v_np]
     idx_s2b = torch.as_tensor(_nearest(np.broadcast_to(scan.cpu().numpy(), (B, *scan.shape)), body_trees))
-    idx_b2s = torch.as_tensor(np.stack([scan_tree.query(v, k=1, workers=-1)[1] for v in v_np]))
+    idx_b2s = torch.as_tensor(np.stack([scan_tree.query(v, k=1, workers=kd_workers())[1] for v in v_np]))
     return idx_s2b.to(verts.device), idx_b2s.to(verts.device)
 
 

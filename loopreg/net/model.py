@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from loopreg.body.parts import NUM_PARTS
+from loopreg.threads import kd_workers
 
 if TYPE_CHECKING:
     from loopreg.net.correspond import Prediction
@@ -76,7 +77,7 @@ def knn(x: torch.Tensor, k: int) -> torch.Tensor:
     from scipy.spatial import cKDTree
 
     xs = x.detach().numpy()
-    idx = [cKDTree(xb).query(xb, k=k, workers=-1)[1] for xb in xs]  # one tree per scan of the batch
+    idx = [cKDTree(xb).query(xb, k=k, workers=kd_workers())[1] for xb in xs]  # one tree per scan of the batch
     return torch.as_tensor(np.stack(idx), dtype=torch.long)
 
 
@@ -87,7 +88,7 @@ def nearest(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     from scipy.spatial import cKDTree
 
     xs, ys = x.detach().numpy(), y.detach().numpy()
-    idx = [cKDTree(yb).query(xb, k=1, workers=-1)[1] for xb, yb in zip(xs, ys, strict=True)]
+    idx = [cKDTree(yb).query(xb, k=1, workers=kd_workers())[1] for xb, yb in zip(xs, ys, strict=True)]
     return torch.as_tensor(np.stack(idx), dtype=torch.long)[..., None]
 
 
@@ -258,7 +259,7 @@ class CorrNet(nn.Module):
         backs = []
         for sub in subs:  # passes (a few): each a vectorised KD-tree query
             if n < len(p):
-                backs.append(cKDTree(p[sub].numpy()).query(p.numpy(), workers=-1)[1])
+                backs.append(cKDTree(p[sub].numpy()).query(p.numpy(), workers=kd_workers())[1])
             else:
                 backs.append(torch.argsort(sub).numpy())  # undo the permutation
         prob = probs[0][backs[0]]
