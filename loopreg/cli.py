@@ -179,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--redis-url", default=None, help="default: LOOPREG_REDIS_URL, else start a local Redis")
-    srv.add_argument("--workers", type=int, default=1, help="worker processes (one per GPU)")
+    srv.add_argument(
+        "--workers", type=int, default=1, help="worker processes (one per GPU; on a CPU, up to one per core)"
+    )
     srv.set_defaults(func=_cmd_serve)
     wrk = sub.add_parser("worker", help="an RQ worker for the service (settings from LOOPREG_* env)")
     wrk.add_argument("--name", default=None, help="worker name (default: random)")
