@@ -2,6 +2,9 @@
 
     python scripts/time_corrnet.py SUITE_DIR [N] [THREADS]    # e.g. .cache/net/eval/clothed_n64_s1000 16 2
 
+THREADS sets torch's threads and the KD-tree queries' workers (`loopreg.threads.cpu_threads`; before
+2026-12-06 only torch's: the queries used every core).
+
 Per scan, in turn: "previous" (the search, one pass, the neighbour max through the gathered (B,N,k,C)
 tensor, as before 2026-11-27), "4 x 4096" (the search of 12 turns with 12 re-scored on 3 subsets and 26
 wide ups, the refinement and 4 passes, all of 4096 points, the head on the concatenated features: shipped
@@ -29,12 +32,18 @@ from loopreg.net import load_corrnet
 from loopreg.net.correspond import predict, predict_axes
 from loopreg.net.evaluate import EVAL_POINTS
 from loopreg.net.orient import search
+from loopreg.threads import cpu_threads
 
 
 def main() -> None:
     suite = Path(sys.argv[1])
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 16
-    torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    with cpu_threads(threads):  # torch's threads and the KD-tree queries' workers
+        run(suite, n)
+
+
+def run(suite: Path, n: int) -> None:
     items = json.loads((suite / "index.json").read_text())["items"][:n]
     net = load_corrnet()
     running_max = corrnet_model.neighbour_max
