@@ -115,10 +115,13 @@ def test_bad_formats_exit_2_with_one_line(tmp_path, capsys):
 
 def test_pipeline_writes_offsets_and_formats(tmp_path):
     scan = load_scan(EXAMPLE)
-    options = RegisterOptions(network=False, device="cpu")
+    threads = torch.get_num_threads()
+    options = RegisterOptions(network=False, device="cpu", threads=2)
     _, write = register_loaded(scan, options)
+    assert torch.get_num_threads() == threads  # the registration's thread count is restored after it
 
     plain = write(tmp_path / "plain")["report"]  # defaults: no offsets, OBJ only
+    assert plain["cpu_threads"] == 2 and torch.get_num_threads() == threads
     assert plain["scan_to_body_offsets_mm"] is None and "offsets" not in plain["timings_s"]
     assert sorted(p.name for p in (tmp_path / "plain").glob("body*")) == ["body.obj"]
 
