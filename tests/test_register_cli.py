@@ -89,3 +89,18 @@ def test_register_on_cuda_matches_cpu(tmp_path):
     assert np.linalg.norm(bodies["cuda"] - bodies["cpu"], axis=1).mean() * per_cm < 1.0
     mm = [reports[d]["scan_to_body_mm"]["mean"] for d in reports]
     assert abs(mm[0] - mm[1]) < 1.0, mm
+
+
+def test_worker_loads_the_pipeline_warm():
+    """worker.pipeline picks loopreg.fit.pipeline.load_pipeline: register_scan, with the body model, its
+    field and the network loaded by a warm-up registration (the worker's first job pays no loading)."""
+    import loopreg.fit.pipeline as pipeline
+    from worker.pipeline import load_pipeline
+
+    for cache in (pipeline._MODELS, pipeline._FIELDS, pipeline._NETWORKS):
+        cache.clear()  # as in a new worker process (they reload on demand)
+    fn, name = load_pipeline("full")
+    assert name == "full" and fn is pipeline.register_scan
+    device = str(pipeline.pick_device("auto"))
+    assert (None, device) in pipeline._MODELS and (None, device) in pipeline._FIELDS
+    assert device in pipeline._NETWORKS

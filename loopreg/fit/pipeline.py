@@ -501,3 +501,20 @@ def register_scan(
         progress("load", 1.0)
     _, write = register_loaded(scan, opts, progress, timings={"load": load_s})
     return write(Path(out_dir))["report"]
+
+
+def load_pipeline(device: str = "auto") -> Callable[..., dict]:
+    """A worker's pipeline, ready: `register_scan`, after one registration (and export) of the default
+    body's rest-pose vertices has loaded the body model, its diffused field and the network and paid the
+    one-off costs of a first fit (torch's first optimizer step imports its compiler stack). The worker
+    calls this once at start (worker/pipeline.py), so its first job is as fast as the later ones."""
+    import tempfile
+
+    model = get_model(None, pick_device(device))
+    body = model.rest().vertices[0].detach().cpu().double().numpy()
+    opts = RegisterOptions(device=device)
+    _, write = register_loaded(Scan(body), opts)
+    with tempfile.TemporaryDirectory(prefix="loopreg-warmup-") as out:
+        write(Path(out))
+    return register_scan
+
