@@ -517,4 +517,3 @@ def load_pipeline(device: str = "auto") -> Callable[..., dict]:
     with tempfile.TemporaryDirectory(prefix="loopreg-warmup-") as out:
         write(Path(out))
     return register_scan
-
