@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from loopreg.threads import REGISTER_THREADS
+
 
 class Settings(BaseSettings):
     """One settings object for API and workers (they must agree on Redis, queue and storage)."""
@@ -40,6 +42,8 @@ class Settings(BaseSettings):
     heartbeat_ttl_s: int = Field(default=60, ge=2)
     housekeeping_s: float = Field(default=5.0, gt=0)
     pipeline: str = "auto"  # auto | full | interim
+    # CPU threads per registration in a worker (0: one per core); see loopreg/threads.py for why 1.
+    threads: int = Field(default=REGISTER_THREADS, ge=0)
     stage_delay_s: float = 0.0  # test/demo knob: sleep after each progress report in the worker
 
     @field_validator("api_keys", mode="before")

@@ -125,7 +125,7 @@ def _run(job: Job, rt: Runtime, progress: Progress, job_id: str, scan_key: str, 
                 ) from None
             out = Path(tmp) / "out"
             try:
-                summary = rt.pipeline(scan, out, dict(options), progress)
+                summary = rt.pipeline(scan, out, {**options, "threads": rt.settings.threads}, progress)
             except (ValueError, FileNotFoundError) as exc:  # bad scan or option: retrying will not help
                 raise JobFailed(str(exc)) from exc
             add_formats(out)

@@ -118,9 +118,10 @@ def test_full_pipeline_when_available(make_client, workers, scan_cm):
     """The worker runs loopreg.fit.pipeline.register_scan once it exists (skipped before)."""
     pytest.importorskip("loopreg.fit.pipeline")
     client = make_client(queue_name="fullq")
-    workers.start(queue_name="fullq", pipeline="full")
+    workers.start(queue_name="fullq", pipeline="full", threads=2)  # LOOPREG_THREADS: not the default 1
     job_id = post_scan(client, scan_cm, units="cm").json()["id"]
     job = wait_job(client, job_id, timeout=150)
     assert job["status"] == "finished", job
     report = client.get(f"/jobs/{job_id}/report").json()
     assert report["scan_to_body_mm"]["median"] < 20.0
+    assert report["cpu_threads"] == 2  # the worker's setting reached the registration
