@@ -12,27 +12,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from loopreg.data.scan_io import load_scan
-from loopreg.fit.pipeline import RegisterOptions, register_loaded
+from loopreg.bench.run import run_pipeline
+from loopreg.fit.pipeline import RegisterOptions
 
 
 def seconds_per_scan(suite: Path, n: int, threads: int) -> list[float]:
     items = json.loads((suite / "index.json").read_text())["items"][:n]
     opts = RegisterOptions(threads=threads)
-    out = []
-    for item in items:
-        t = time.perf_counter()
-        _, write = register_loaded(load_scan(suite / item["scan"], opts.max_vertices), opts)
-        with tempfile.TemporaryDirectory() as folder:
-            write(Path(folder))
-        out.append(time.perf_counter() - t)
-    return out
+    return [run_pipeline(suite / item["scan"], opts).seconds for item in items]
 
 
 def main() -> None:
