@@ -57,8 +57,13 @@ def test_neighbour_max_matches_the_gathered_max_with_and_without_gradients():
         fast = neighbour_max(f, idx)  # the running max over neighbour slots
     assert fast.shape == (3, 40, 8)
     assert torch.equal(fast, gather(f, idx).amax(2))
-    neighbour_max(f, idx).sum().backward()  # training: the gathered max, differentiable
-    assert f.grad is not None and f.grad.abs().sum() > 0
+    w = torch.randn(3, 40, 8, generator=g)
+    (neighbour_max(f, idx) * w).sum().backward()  # training: each max's gradient to the row that won
+    fast_grad, f.grad = f.grad.clone(), None
+    (gather(f, idx).amax(2) * w).sum().backward()  # autograd through the (B,M,k,C) gather
+    assert fast_grad.abs().sum() > 0 and torch.allclose(fast_grad, f.grad, atol=1e-6)
+    f64 = f.detach().double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: neighbour_max(x, idx), (f64,))
 
 
 def test_head_without_the_concatenation_equals_the_concatenated_head():

@@ -100,21 +100,54 @@ def gather(f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return f.reshape(-1, f.shape[-1])[flat].reshape(B, M, k, f.shape[-1])
 
 
-def neighbour_max(f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """f (B,N,C), idx (B,M,k) -> (B,M,C): the channel-wise max over each point's k neighbours. Without
-    gradients, a running max over the k neighbour slots (one (B*M,C) row gather each): it never builds the
-    (B,M,k,C) tensor; 2 ms against 28 ms for 4096 points x 16 x 128 channels on this 2-core CPU."""
-    if torch.is_grad_enabled() and f.requires_grad:
-        return gather(f, idx).amax(2)
+def _slots(idx: torch.Tensor, n: int) -> torch.Tensor:
+    """idx (B,M,k) of points in clouds of n points -> (k, B*M) rows of the flattened batch, one per slot."""
     B, M, k = idx.shape
-    rows = f.reshape(-1, f.shape[-1])
-    slots = (
-        (idx + torch.arange(B, device=idx.device)[:, None, None] * f.shape[1]).reshape(-1, k).T.contiguous()
-    )
+    return (idx + torch.arange(B, device=idx.device)[:, None, None] * n).reshape(-1, k).T.contiguous()
+
+
+def _running_max(rows: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """(B*M,C) the max of rows over the k slots (k,B*M): one (B*M,C) row gather per slot, never the
+    (B*M,k,C) tensor."""
     out = rows.index_select(0, slots[0])
-    for j in range(1, k):  # k (16) slots, each a vectorised gather over all points
+    for j in range(1, len(slots)):  # k (16) slots, each vectorised over all points and channels
         torch.maximum(out, rows.index_select(0, slots[j]), out=out)
-    return out.reshape(B, M, f.shape[-1])
+    return out
+
+
+class _NeighbourMax(torch.autograd.Function):
+    """`neighbour_max` with a gradient: a second pass over the slots finds, per point and channel, the row
+    that won (3x faster than tracking it in the first pass); the backward adds the gradient to that row
+    (one scatter). Autograd through the gathered (B,M,k,C) max (an accumulating index_put over the edges
+    plus amax's backward) was two thirds of a training step on the CPU."""
+
+    @staticmethod
+    def forward(ctx, f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        rows, slots = f.reshape(-1, f.shape[-1]), _slots(idx, f.shape[1])
+        out = _running_max(rows, slots)
+        slot = torch.zeros(out.shape, dtype=torch.uint8, device=f.device)  # the first slot that wins
+        for j in range(len(slots) - 1, 0, -1):
+            slot.masked_fill_(rows.index_select(0, slots[j]) == out, j)
+        ctx.save_for_backward(slots.T.gather(1, slot.long()))  # (B*M,C) the winning rows
+        ctx.shape = f.shape
+        return out.reshape(*idx.shape[:2], f.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (won,) = ctx.saved_tensors
+        B, N, C = ctx.shape
+        g = torch.zeros(B * N, C, dtype=grad.dtype, device=grad.device)
+        return g.scatter_add_(0, won, grad.reshape(-1, C)).reshape(B, N, C), None
+
+
+def neighbour_max(f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """f (B,N,C), idx (B,M,k) -> (B,M,C): the channel-wise max over each point's k neighbours by a running
+    max over the neighbour slots: 2 ms against 28 ms for the gathered max of 4096 points x 16 x 128 channels
+    on this 2-core CPU. With gradients, `_NeighbourMax` (a training step 1.38 -> 0.58 s, batch 8 x 2304)."""
+    if torch.is_grad_enabled() and f.requires_grad:
+        return _NeighbourMax.apply(f, idx)
+    out = _running_max(f.reshape(-1, f.shape[-1]), _slots(idx, f.shape[1]))
+    return out.reshape(*idx.shape[:2], f.shape[-1])
 
 
 class EdgeConv(nn.Module):
