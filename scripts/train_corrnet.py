@@ -2,7 +2,7 @@
 
     python scripts/train_corrnet.py --recipe gpu  # corrnet.pt (default): scans ~100 min on 2 CPU cores,
                                                   # training 4 cycles of ~5-8 min on one H100/H200
-    python scripts/train_corrnet.py --recipe cpu  # corrnet_cpu.pt: 2-core CPU, ~16 min data + 2 x ~33 min
+    python scripts/train_corrnet.py --recipe cpu  # corrnet_cpu.pt: 2-core CPU, ~8 min data + 2 x ~23 min
 
 The steps of each recipe are in `loopreg.net.recipes` (also what the manifest records). For the gpu recipe
 without a local GPU: make and pack the data here, then run the training steps on the device tool with
