@@ -125,7 +125,8 @@ class _NeighbourMax(torch.autograd.Function):
     def forward(ctx, f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         rows, slots = f.reshape(-1, f.shape[-1]), _slots(idx, f.shape[1])
         out = _running_max(rows, slots)
-        slot = torch.zeros(out.shape, dtype=torch.uint8, device=f.device)  # the first slot that wins
+        kind = torch.uint8 if len(slots) <= 256 else torch.long
+        slot = torch.zeros(out.shape, dtype=kind, device=f.device)  # the first slot that wins
         for j in range(len(slots) - 1, 0, -1):
             slot.masked_fill_(rows.index_select(0, slots[j]) == out, j)
         ctx.save_for_backward(slots.T.gather(1, slot.long()))  # (B*M,C) the winning rows
@@ -143,7 +144,7 @@ class _NeighbourMax(torch.autograd.Function):
 def neighbour_max(f: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """f (B,N,C), idx (B,M,k) -> (B,M,C): the channel-wise max over each point's k neighbours by a running
     max over the neighbour slots: 2 ms against 28 ms for the gathered max of 4096 points x 16 x 128 channels
-    on this 2-core CPU. With gradients, `_NeighbourMax` (a training step 1.38 -> 0.58 s, batch 8 x 2304)."""
+    on this 2-core CPU. With gradients, `_NeighbourMax` (a training step 1.36 -> 0.58 s, batch 8 x 2304)."""
     if torch.is_grad_enabled() and f.requires_grad:
         return _NeighbourMax.apply(f, idx)
     out = _running_max(f.reshape(-1, f.shape[-1]), _slots(idx, f.shape[1]))
