@@ -87,7 +87,7 @@ def nearest_pairs(verts: torch.Tensor, scan: torch.Tensor, scan_tree: cKDTree) -
     v_np = verts.detach().cpu().numpy()
     body_trees = [cKDTree(v) for v in v_np]
     idx_s2b = torch.as_tensor(_nearest(np.broadcast_to(scan.cpu().numpy(), (B, *scan.shape)), body_trees))
-    idx_b2s = torch.as_tensor(np.stack([scan_tree.query(v, k=1, workers=kd_workers())[1] for v in v_np]))
+    idx_b2s = torch.as_tensor(_nearest(v_np, [scan_tree] * B))
     return idx_s2b.to(verts.device), idx_b2s.to(verts.device)
 
 
